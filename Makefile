@@ -1,0 +1,51 @@
+# One-command setup, tests and tools for ssl_obstacle on a machine without a ROS install.
+# Every target installs what it needs first (make setup), and does nothing it need not:
+# .venv is rebuilt only when requirements.txt changes, colcon only when sources change.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+VENV_PY := $(VENV)/bin/python
+DEPS_STAMP := $(VENV)/.requirements-installed
+BUILD_STAMP := install/.build-stamp
+WITH_ENV := scripts/with_env.sh
+PYTEST_ARGS ?=
+
+# Sources that go into the colcon build (tests are run from the source tree, not installed).
+BUILD_SOURCES := $(shell find ssl_obstacle_msgs ssl_obstacle -type f \
+	-not -path 'ssl_obstacle/test/*' -not -name '*.pyc' -not -path '*/__pycache__/*' \
+	-not -path '*.egg-info*' 2>/dev/null)
+
+.PHONY: setup test lint bench clean distclean
+
+setup: $(BUILD_STAMP)
+
+$(VENV_PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(DEPS_STAMP): requirements.txt | $(VENV_PY)
+	$(VENV_PY) -m pip install --disable-pip-version-check -q -r requirements.txt
+	$(VENV_PY) scripts/fix_cmake_exports.py
+	touch $@
+
+$(BUILD_STAMP): $(DEPS_STAMP) $(BUILD_SOURCES)
+	$(WITH_ENV) colcon --log-base log build --build-base build --install-base install \
+		--event-handlers console_direct- --paths ssl_obstacle_msgs ssl_obstacle
+	touch $@
+
+test: setup
+	$(WITH_ENV) ruff check ssl_obstacle benchmarks scripts
+	$(WITH_ENV) python -m pytest ssl_obstacle/test $(PYTEST_ARGS)
+
+lint: setup
+	$(WITH_ENV) ruff check ssl_obstacle benchmarks scripts
+	$(WITH_ENV) python -m pytest ssl_obstacle/test/test_flake8.py ssl_obstacle/test/test_pep257.py
+
+bench: setup
+	$(WITH_ENV) python benchmarks/bench_labeling.py
+
+clean:
+	rm -rf build install log
+
+distclean: clean
+	rm -rf $(VENV)
