@@ -1,0 +1,168 @@
+"""Typed converters from sensor messages to what the labeler core consumes.
+
+They read only message *fields*, so they work on rclpy messages and on the messages that
+``rosbags`` deserialises from bag files alike: the live node and bag export share them, as
+they share the core. Every malformed input raises :class:`BadInput` with a ``kind`` that
+the caller counts and logs; nothing here returns a silently wrong value.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..core.geometry import yaw_from_quaternion
+
+try:  # OpenCV resizes and decodes far faster than numpy alone; optional at import time.
+    import cv2
+except ImportError:  # pragma: no cover - exercised only where OpenCV is missing
+    cv2 = None
+
+try:  # cv_bridge exists on a full ROS install, not in the wheels environment.
+    from cv_bridge import CvBridge
+    _BRIDGE = CvBridge()
+except Exception:  # noqa: BLE001 - any failure means "not usable here"
+    _BRIDGE = None
+
+#: Channels and the permutation to rgb for the encodings the labeler accepts.
+ENCODINGS: dict[str, tuple[int, tuple[int, ...]]] = {
+    'rgb8': (3, (0, 1, 2)),
+    'bgr8': (3, (2, 1, 0)),
+    'rgba8': (4, (0, 1, 2)),
+    'bgra8': (4, (2, 1, 0)),
+    'mono8': (1, (0, 0, 0)),
+}
+
+
+class BadInput(ValueError):
+    """An input message that cannot be used; ``kind`` names the problem for counters."""
+
+    def __init__(self, kind: str, detail: str) -> None:
+        super().__init__(f'{kind}: {detail}')
+        self.kind = kind
+        self.detail = detail
+
+
+def stamp_to_ns(stamp: Any) -> int:
+    """Nanoseconds of a ``builtin_interfaces/Time``."""
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def _as_bytes(data: Any) -> np.ndarray:
+    if isinstance(data, np.ndarray):
+        return data.reshape(-1).view(np.uint8)
+    return np.frombuffer(memoryview(data).cast('B'), dtype=np.uint8)
+
+
+def image_to_rgb(msg: Any) -> np.ndarray:
+    """Return a ``sensor_msgs/Image`` as an (H, W, 3) uint8 rgb array.
+
+    Checks the buffer against ``height × step`` before viewing it, because a short buffer
+    would otherwise raise deep inside numpy and a long one would be silently misread.
+    """
+    encoding = str(msg.encoding).lower()
+    if encoding not in ENCODINGS:
+        raise BadInput('image_encoding', f'unsupported encoding {msg.encoding!r}')
+    channels, order = ENCODINGS[encoding]
+    height, width, step = int(msg.height), int(msg.width), int(msg.step)
+    if height <= 0 or width <= 0:
+        raise BadInput('image_size', f'empty image {width}x{height}')
+    if step < width * channels:
+        raise BadInput('image_size', f'step {step} < width {width} x {channels} channels')
+    data = _as_bytes(msg.data)
+    if data.size != height * step:
+        raise BadInput('image_size',
+                       f'data has {data.size} bytes, height x step = {height * step}')
+    if _BRIDGE is not None and encoding in ('rgb8', 'bgr8'):
+        try:
+            return np.ascontiguousarray(_BRIDGE.imgmsg_to_cv2(msg, desired_encoding='rgb8'))
+        except Exception:  # noqa: BLE001 - fall back to the numpy path below
+            pass
+    rows = data.reshape(height, step)[:, :width * channels].reshape(height, width, channels)
+    if order == (0, 1, 2) and channels == 3:
+        return rows.copy()
+    return np.ascontiguousarray(rows[:, :, list(order)])
+
+
+def compressed_to_rgb(msg: Any) -> np.ndarray:
+    """Decode a ``sensor_msgs/CompressedImage`` (JPEG or PNG) to (H, W, 3) uint8 rgb."""
+    data = _as_bytes(msg.data)
+    if data.size == 0:
+        raise BadInput('image_decode', 'empty compressed image')
+    if cv2 is None:  # pragma: no cover
+        raise BadInput('image_decode', 'OpenCV is not installed')
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    if image is None:
+        raise BadInput('image_decode', f'cannot decode {msg.format!r} image of {data.size} bytes')
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def resize_rgb(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Resize to the learner's input size; area averaging avoids aliasing when shrinking."""
+    if image.shape[0] == height and image.shape[1] == width:
+        return image
+    if cv2 is not None:
+        return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+    rows = (np.arange(height) * image.shape[0] / height).astype(int)  # pragma: no cover
+    cols = (np.arange(width) * image.shape[1] / width).astype(int)  # pragma: no cover
+    return image[rows][:, cols]  # pragma: no cover
+
+
+def range_saw_obstacle(msg: Any, too_close_is_obstacle: bool = False) -> bool:
+    """Whether a ``sensor_msgs/Range`` reading saw something (DESIGN.md §4).
+
+    A value inside ``[min_range, max_range]`` is an obstacle; the Thymio driver's ``-1.0``,
+    any other value outside that interval and ``+inf`` mean nothing seen. REP 117's
+    ``-inf`` ("too close to measure") counts as nothing seen by the contract, or as an
+    obstacle with ``too_close_is_obstacle``.
+    """
+    value = float(msg.range)
+    if math.isnan(value):
+        raise BadInput('range_nan', 'range is NaN')
+    if value == -math.inf:
+        return too_close_is_obstacle
+    return float(msg.min_range) <= value <= float(msg.max_range)
+
+
+def laser_saw_obstacle(msg: Any, expected_beams: int) -> np.ndarray:
+    """Whether each beam of the Thymio driver's ``proximity/laser`` saw something.
+
+    The driver clamps every proximity range into ``[range_min, range_max]`` before adding
+    its offset, so "nothing seen" (``-1.0``) shows up as ``range_min`` and cannot be told
+    from "very close" by the range alone. It also publishes the raw sensor values as
+    intensities, zero meaning nothing seen: when present they decide. Without them a beam
+    sees something when its range is strictly inside ``(range_min, range_max)``.
+    """
+    ranges = np.asarray(msg.ranges, dtype=np.float64)
+    if ranges.size != expected_beams:
+        raise BadInput('laser_beams', f'{ranges.size} beams, expected {expected_beams}')
+    if np.isnan(ranges).any():
+        raise BadInput('range_nan', 'a laser range is NaN')
+    intensities = np.asarray(msg.intensities, dtype=np.float64)
+    if intensities.size == expected_beams and np.isfinite(intensities).all():
+        return intensities > 0
+    return (ranges > float(msg.range_min)) & (ranges < float(msg.range_max))
+
+
+def odometry_pose(msg: Any) -> tuple[int, float, float, float]:
+    """``(stamp_ns, x, y, yaw)`` of a ``nav_msgs/Odometry``; non-finite values are bad input."""
+    position = msg.pose.pose.position
+    q = msg.pose.pose.orientation
+    values = (position.x, position.y, q.x, q.y, q.z, q.w)
+    if not all(math.isfinite(v) for v in values):
+        raise BadInput('pose_nan', 'odometry pose has NaN or infinite values')
+    norm = math.sqrt(q.x * q.x + q.y * q.y + q.z * q.z + q.w * q.w)
+    if norm < 1e-6:
+        raise BadInput('pose_nan', 'odometry orientation is a zero quaternion')
+    yaw = yaw_from_quaternion(q.x / norm, q.y / norm, q.z / norm, q.w / norm)
+    return stamp_to_ns(msg.header.stamp), float(position.x), float(position.y), yaw
+
+
+def sensor_order_for_laser(sensor_names: Sequence[str], laser_order: Sequence[str]) -> np.ndarray:
+    """Indices into ``sensor_names`` of the laser's beams (the laser runs right to left)."""
+    missing = [name for name in laser_order if name not in sensor_names]
+    if missing:
+        raise ValueError(f'laser_sensor_order names unknown sensors {missing}')
+    return np.array([list(sensor_names).index(name) for name in laser_order], dtype=np.intp)

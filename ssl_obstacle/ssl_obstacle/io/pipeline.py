@@ -1,0 +1,136 @@
+"""Message-level labeling: converters + the core labeler, shared by node and bag export.
+
+The node and ``ssl-obstacle export`` both feed messages into one :class:`LabelingPipeline`,
+so the same stream gives the same labels online and offline by construction. It holds no
+ROS objects and works on rclpy and rosbags messages alike.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..core.labeler import Labeler, LabeledResult, Outcome
+from ..core.params import LabelParams, THYMIO_SENSORS
+from .conversions import (BadInput, compressed_to_rgb, image_to_rgb, laser_saw_obstacle,
+                          odometry_pose, range_saw_obstacle, resize_rgb,
+                          sensor_order_for_laser, stamp_to_ns)
+
+#: The Thymio driver's laser beams run from the rightmost sensor to the leftmost.
+THYMIO_LASER_ORDER: tuple[str, ...] = tuple(reversed(THYMIO_SENSORS))
+
+
+@dataclass(frozen=True)
+class InputSettings:
+    """How messages become labeler inputs (everything but the label rule itself)."""
+
+    image_width: int = 80
+    image_height: int = 64
+    proximity_source: str = 'range'  # 'range' or 'laser'
+    laser_sensor_order: tuple[str, ...] = THYMIO_LASER_ORDER
+    too_close_is_obstacle: bool = False
+
+    def __post_init__(self) -> None:
+        if self.proximity_source not in ('range', 'laser'):
+            raise ValueError(f"proximity_source must be 'range' or 'laser', "
+                             f'not {self.proximity_source!r}')
+        if self.image_width <= 0 or self.image_height <= 0:
+            raise ValueError('image size must be positive')
+
+
+class LabelingPipeline:
+    """Turns camera, proximity and odometry messages into :class:`LabeledResult` frames.
+
+    Each ``on_*`` method returns the core's :class:`Outcome`, or raises :class:`BadInput`
+    after counting it in :attr:`bad_inputs` (by kind), so callers can log clearly.
+    """
+
+    def __init__(self, params: LabelParams | None = None,
+                 settings: InputSettings | None = None) -> None:
+        self.params = params or LabelParams()
+        self.settings = settings or InputSettings()
+        self.labeler = Labeler(self.params)
+        self.bad_inputs: Counter[str] = Counter()
+        self.rejected: Counter[str] = Counter()  # late, duplicate, ... by stream
+        self.last_stamp: dict[str, int] = {}
+        self._laser_sensors = (
+            sensor_order_for_laser(self.params.sensor_names, self.settings.laser_sensor_order)
+            if self.settings.proximity_source == 'laser' else None)
+
+    # ------------------------------------------------------------------ helpers
+    def _bad(self, error: BadInput) -> None:
+        self.bad_inputs[error.kind] += 1
+        raise error
+
+    def _note(self, stream: str, stamp: int, outcome: Outcome) -> Outcome:
+        if outcome in (Outcome.ACCEPTED, Outcome.RESET):
+            self.last_stamp[stream] = stamp
+        else:
+            self.rejected[f'{stream}_{outcome.value}'] += 1
+        return outcome
+
+    # ------------------------------------------------------------------ inputs
+    def on_image(self, msg: Any) -> Outcome:
+        """A ``sensor_msgs/Image``."""
+        try:
+            rgb = image_to_rgb(msg)
+        except BadInput as error:
+            self._bad(error)
+        return self._add_frame(stamp_to_ns(msg.header.stamp), rgb)
+
+    def on_compressed_image(self, msg: Any) -> Outcome:
+        """A ``sensor_msgs/CompressedImage`` (JPEG or PNG)."""
+        try:
+            rgb = compressed_to_rgb(msg)
+        except BadInput as error:
+            self._bad(error)
+        return self._add_frame(stamp_to_ns(msg.header.stamp), rgb)
+
+    def _add_frame(self, stamp: int, rgb: np.ndarray) -> Outcome:
+        small = resize_rgb(rgb, self.settings.image_width, self.settings.image_height)
+        return self._note('camera', stamp, self.labeler.add_frame(stamp, small))
+
+    def on_range(self, sensor: str, msg: Any) -> Outcome:
+        """A ``sensor_msgs/Range`` of the named sensor."""
+        try:
+            hit = range_saw_obstacle(msg, self.settings.too_close_is_obstacle)
+        except BadInput as error:
+            self._bad(error)
+        stamp = stamp_to_ns(msg.header.stamp)
+        index = self.labeler.sensor_index[sensor]
+        return self._note(sensor, stamp, self.labeler.add_readings(stamp, [index], [hit]))
+
+    def on_laser(self, msg: Any) -> Outcome:
+        """The Thymio driver's ``proximity/laser`` ``sensor_msgs/LaserScan``."""
+        try:
+            hits = laser_saw_obstacle(msg, len(self._laser_sensors))
+        except BadInput as error:
+            self._bad(error)
+        stamp = stamp_to_ns(msg.header.stamp)
+        return self._note('laser', stamp, self.labeler.add_readings(
+            stamp, self._laser_sensors, hits))
+
+    def on_odometry(self, msg: Any) -> Outcome:
+        """A ``nav_msgs/Odometry``."""
+        try:
+            stamp, x, y, yaw = odometry_pose(msg)
+        except BadInput as error:
+            self._bad(error)
+        return self._note('odom', stamp, self.labeler.add_odometry(stamp, x, y, yaw))
+
+    # ------------------------------------------------------------------ outputs
+    def poll(self) -> list[LabeledResult]:
+        return self.labeler.poll()
+
+    def flush(self) -> list[LabeledResult]:
+        return self.labeler.flush()
+
+    @property
+    def proximity_streams(self) -> Sequence[str]:
+        """Names of the proximity streams this pipeline expects."""
+        if self.settings.proximity_source == 'laser':
+            return ('laser',)
+        return self.params.sensor_names

@@ -1,0 +1,1 @@
+"""Simulated worlds (pure Python + numpy, no ROS)."""
