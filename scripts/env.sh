@@ -24,3 +24,8 @@ export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
 export ROS_LOCALHOST_ONLY=1
 # A domain of our own unless the caller chose one, so parallel runs do not see each other.
 export ROS_DOMAIN_ID="${ROS_DOMAIN_ID:-$(( ($$ % 200) + 20 ))}"
+# Developers: SSL_OBSTACLE_DEV=1 imports the Python package from the source tree instead of
+# the colcon install space, so edits take effect without `make setup`.
+if [ "${SSL_OBSTACLE_DEV:-0}" = "1" ]; then
+  export PYTHONPATH="$SSL_ROOT/ssl_obstacle:$PYTHONPATH"
+fi

@@ -1,0 +1,59 @@
+"""Read the labeler's parameters from a ROS 2 parameter YAML file.
+
+The node gets them from ``--ros-args --params-file``; export, which runs without ROS, reads
+the same file through this module, so both use one configuration.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Any, Mapping
+
+import yaml
+
+from ..core.params import LabelParams
+from .pipeline import InputSettings
+
+
+def read_ros_parameters(path: str | pathlib.Path, node_name: str = 'labeler') -> dict[str, Any]:
+    """The ``ros__parameters`` for ``node_name`` (or ``/**``) in a parameter file.
+
+    Entries under ``/**`` apply first, then those under the node's own name override them,
+    as ``--params-file`` does.
+    """
+    with open(path, encoding='utf-8') as stream:
+        document = yaml.safe_load(stream) or {}
+    if not isinstance(document, Mapping):
+        raise ValueError(f'{path}: not a ROS 2 parameter file (top level is not a mapping)')
+    merged: dict[str, Any] = {}
+    for key in ('/**', node_name, '/' + node_name):
+        section = document.get(key)
+        if isinstance(section, Mapping) and isinstance(section.get('ros__parameters'), Mapping):
+            merged.update(section['ros__parameters'])
+    if not merged:
+        raise ValueError(f'{path}: no ros__parameters for /** or {node_name}')
+    return merged
+
+
+def settings_from_mapping(values: Mapping[str, Any]) -> InputSettings:
+    """Input settings from a parameter mapping, ignoring unrelated keys."""
+    kwargs: dict[str, Any] = {}
+    for key in ('image_width', 'image_height'):
+        if key in values:
+            kwargs[key] = int(values[key])
+    if 'proximity_source' in values:
+        kwargs['proximity_source'] = str(values['proximity_source'])
+    if 'laser_sensor_order' in values:
+        kwargs['laser_sensor_order'] = tuple(str(v) for v in values['laser_sensor_order'])
+    if 'too_close_is_obstacle' in values:
+        kwargs['too_close_is_obstacle'] = bool(values['too_close_is_obstacle'])
+    return InputSettings(**kwargs)
+
+
+def load_labeler_config(path: str | pathlib.Path | None,
+                        node_name: str = 'labeler') -> tuple[LabelParams, InputSettings, dict]:
+    """Label parameters, input settings and the raw mapping; defaults when ``path`` is None."""
+    if path is None:
+        return LabelParams(), InputSettings(), {}
+    values = read_ros_parameters(path, node_name)
+    return LabelParams.from_mapping(values), settings_from_mapping(values), values
