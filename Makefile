@@ -33,13 +33,15 @@ $(BUILD_STAMP): $(DEPS_STAMP) $(BUILD_SOURCES)
 		--event-handlers console_direct- --paths ssl_obstacle_msgs ssl_obstacle
 	touch $@
 
+# Tests run from the package directory, as colcon test does: ament_flake8/ament_pep257
+# check the current directory.
 test: setup
 	$(WITH_ENV) ruff check ssl_obstacle benchmarks scripts
-	$(WITH_ENV) python -m pytest ssl_obstacle/test $(PYTEST_ARGS)
+	cd ssl_obstacle && ../$(WITH_ENV) python -m pytest test $(PYTEST_ARGS)
 
 lint: setup
 	$(WITH_ENV) ruff check ssl_obstacle benchmarks scripts
-	$(WITH_ENV) python -m pytest ssl_obstacle/test/test_flake8.py ssl_obstacle/test/test_pep257.py
+	cd ssl_obstacle && ../$(WITH_ENV) python -m pytest test/test_flake8.py test/test_pep257.py
 
 bench: setup
 	$(WITH_ENV) python benchmarks/bench_labeling.py

@@ -1,4 +1,5 @@
-"""Typed converters from sensor messages to what the labeler core consumes.
+"""
+Typed converters from sensor messages to what the labeler core consumes.
 
 They read only message *fields*, so they work on rclpy messages and on the messages that
 ``rosbags`` deserialises from bag files alike: the live node and bag export share them, as
@@ -46,7 +47,7 @@ class BadInput(ValueError):
 
 
 def stamp_to_ns(stamp: Any) -> int:
-    """Nanoseconds of a ``builtin_interfaces/Time``."""
+    """Return the nanoseconds of a ``builtin_interfaces/Time``."""
     return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
 
 
@@ -57,7 +58,8 @@ def _as_bytes(data: Any) -> np.ndarray:
 
 
 def image_to_rgb(msg: Any) -> np.ndarray:
-    """Return a ``sensor_msgs/Image`` as an (H, W, 3) uint8 rgb array.
+    """
+    Return a ``sensor_msgs/Image`` as an (H, W, 3) uint8 rgb array.
 
     Checks the buffer against ``height × step`` before viewing it, because a short buffer
     would otherwise raise deep inside numpy and a long one would be silently misread.
@@ -111,7 +113,8 @@ def resize_rgb(image: np.ndarray, width: int, height: int) -> np.ndarray:
 
 
 def range_saw_obstacle(msg: Any, too_close_is_obstacle: bool = False) -> bool:
-    """Whether a ``sensor_msgs/Range`` reading saw something (DESIGN.md §4).
+    """
+    Tell whether a ``sensor_msgs/Range`` reading saw something (DESIGN.md §4).
 
     A value inside ``[min_range, max_range]`` is an obstacle; the Thymio driver's ``-1.0``,
     any other value outside that interval and ``+inf`` mean nothing seen. REP 117's
@@ -127,7 +130,8 @@ def range_saw_obstacle(msg: Any, too_close_is_obstacle: bool = False) -> bool:
 
 
 def laser_saw_obstacle(msg: Any, expected_beams: int) -> np.ndarray:
-    """Whether each beam of the Thymio driver's ``proximity/laser`` saw something.
+    """
+    Tell whether each beam of the Thymio driver's ``proximity/laser`` saw something.
 
     The driver clamps every proximity range into ``[range_min, range_max]`` before adding
     its offset, so "nothing seen" (``-1.0``) shows up as ``range_min`` and cannot be told
@@ -147,7 +151,7 @@ def laser_saw_obstacle(msg: Any, expected_beams: int) -> np.ndarray:
 
 
 def odometry_pose(msg: Any) -> tuple[int, float, float, float]:
-    """``(stamp_ns, x, y, yaw)`` of a ``nav_msgs/Odometry``; non-finite values are bad input."""
+    """Return ``(stamp_ns, x, y, yaw)`` of a ``nav_msgs/Odometry``; rejects non-finite values."""
     position = msg.pose.pose.position
     q = msg.pose.pose.orientation
     values = (position.x, position.y, q.x, q.y, q.z, q.w)
@@ -161,7 +165,7 @@ def odometry_pose(msg: Any) -> tuple[int, float, float, float]:
 
 
 def sensor_order_for_laser(sensor_names: Sequence[str], laser_order: Sequence[str]) -> np.ndarray:
-    """Indices into ``sensor_names`` of the laser's beams (the laser runs right to left)."""
+    """Map the laser's beams (right to left) to indices into ``sensor_names``."""
     missing = [name for name in laser_order if name not in sensor_names]
     if missing:
         raise ValueError(f'laser_sensor_order names unknown sensors {missing}')

@@ -1,4 +1,5 @@
-"""Read the labeler's parameters from a ROS 2 parameter YAML file.
+"""
+Read the labeler's parameters from a ROS 2 parameter YAML file.
 
 The node gets them from ``--ros-args --params-file``; export, which runs without ROS, reads
 the same file through this module, so both use one configuration.
@@ -11,12 +12,13 @@ from typing import Any, Mapping
 
 import yaml
 
-from ..core.params import LabelParams
 from .pipeline import InputSettings
+from ..core.params import LabelParams
 
 
 def read_ros_parameters(path: str | pathlib.Path, node_name: str = 'labeler') -> dict[str, Any]:
-    """The ``ros__parameters`` for ``node_name`` (or ``/**``) in a parameter file.
+    """
+    Read the ``ros__parameters`` for ``node_name`` (or ``/**``) from a parameter file.
 
     Entries under ``/**`` apply first, then those under the node's own name override them,
     as ``--params-file`` does.
@@ -36,7 +38,7 @@ def read_ros_parameters(path: str | pathlib.Path, node_name: str = 'labeler') ->
 
 
 def settings_from_mapping(values: Mapping[str, Any]) -> InputSettings:
-    """Input settings from a parameter mapping, ignoring unrelated keys."""
+    """Build input settings from a parameter mapping, ignoring unrelated keys."""
     kwargs: dict[str, Any] = {}
     for key in ('image_width', 'image_height'):
         if key in values:
@@ -52,7 +54,7 @@ def settings_from_mapping(values: Mapping[str, Any]) -> InputSettings:
 
 def load_labeler_config(path: str | pathlib.Path | None,
                         node_name: str = 'labeler') -> tuple[LabelParams, InputSettings, dict]:
-    """Label parameters, input settings and the raw mapping; defaults when ``path`` is None."""
+    """Return label parameters, input settings and the raw mapping (defaults for None)."""
     if path is None:
         return LabelParams(), InputSettings(), {}
     values = read_ros_parameters(path, node_name)

@@ -1,4 +1,5 @@
-"""Message-level labeling: converters + the core labeler, shared by node and bag export.
+"""
+Message-level labeling: converters + the core labeler, shared by node and bag export.
 
 The node and ``ssl-obstacle export`` both feed messages into one :class:`LabelingPipeline`,
 so the same stream gives the same labels online and offline by construction. It holds no
@@ -13,11 +14,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..core.labeler import Labeler, LabeledResult, Outcome
-from ..core.params import LabelParams, THYMIO_SENSORS
 from .conversions import (BadInput, compressed_to_rgb, image_to_rgb, laser_saw_obstacle,
                           odometry_pose, range_saw_obstacle, resize_rgb,
                           sensor_order_for_laser, stamp_to_ns)
+from ..core.labeler import LabeledResult, Labeler, Outcome
+from ..core.params import LabelParams, THYMIO_SENSORS
 
 #: The Thymio driver's laser beams run from the rightmost sensor to the leftmost.
 THYMIO_LASER_ORDER: tuple[str, ...] = tuple(reversed(THYMIO_SENSORS))
@@ -42,7 +43,8 @@ class InputSettings:
 
 
 class LabelingPipeline:
-    """Turns camera, proximity and odometry messages into :class:`LabeledResult` frames.
+    """
+    Turns camera, proximity and odometry messages into :class:`LabeledResult` frames.
 
     Each ``on_*`` method returns the core's :class:`Outcome`, or raises :class:`BadInput`
     after counting it in :attr:`bad_inputs` (by kind), so callers can log clearly.
@@ -74,7 +76,7 @@ class LabelingPipeline:
 
     # ------------------------------------------------------------------ inputs
     def on_image(self, msg: Any) -> Outcome:
-        """A ``sensor_msgs/Image``."""
+        """Label-process a ``sensor_msgs/Image``."""
         try:
             rgb = image_to_rgb(msg)
         except BadInput as error:
@@ -82,7 +84,7 @@ class LabelingPipeline:
         return self._add_frame(stamp_to_ns(msg.header.stamp), rgb)
 
     def on_compressed_image(self, msg: Any) -> Outcome:
-        """A ``sensor_msgs/CompressedImage`` (JPEG or PNG)."""
+        """Label-process a ``sensor_msgs/CompressedImage`` (JPEG or PNG)."""
         try:
             rgb = compressed_to_rgb(msg)
         except BadInput as error:
@@ -94,7 +96,7 @@ class LabelingPipeline:
         return self._note('camera', stamp, self.labeler.add_frame(stamp, small))
 
     def on_range(self, sensor: str, msg: Any) -> Outcome:
-        """A ``sensor_msgs/Range`` of the named sensor."""
+        """Label-process a ``sensor_msgs/Range`` of the named sensor."""
         try:
             hit = range_saw_obstacle(msg, self.settings.too_close_is_obstacle)
         except BadInput as error:
@@ -104,7 +106,7 @@ class LabelingPipeline:
         return self._note(sensor, stamp, self.labeler.add_readings(stamp, [index], [hit]))
 
     def on_laser(self, msg: Any) -> Outcome:
-        """The Thymio driver's ``proximity/laser`` ``sensor_msgs/LaserScan``."""
+        """Label-process the Thymio driver's ``proximity/laser`` ``sensor_msgs/LaserScan``."""
         try:
             hits = laser_saw_obstacle(msg, len(self._laser_sensors))
         except BadInput as error:
@@ -114,7 +116,7 @@ class LabelingPipeline:
             stamp, self._laser_sensors, hits))
 
     def on_odometry(self, msg: Any) -> Outcome:
-        """A ``nav_msgs/Odometry``."""
+        """Label-process a ``nav_msgs/Odometry``."""
         try:
             stamp, x, y, yaw = odometry_pose(msg)
         except BadInput as error:
@@ -130,7 +132,7 @@ class LabelingPipeline:
 
     @property
     def proximity_streams(self) -> Sequence[str]:
-        """Names of the proximity streams this pipeline expects."""
+        """Name the proximity streams this pipeline expects."""
         if self.settings.proximity_source == 'laser':
             return ('laser',)
         return self.params.sensor_names

@@ -1,4 +1,5 @@
-"""A scripted run: sensor streams of a Thymio-like robot bouncing around a walled arena.
+"""
+A scripted run: sensor streams of a Thymio-like robot bouncing around a walled arena.
 
 Not the full simulator (no camera rendering, no physics): a cheap, deterministic source of
 the exact message streams a robot produces (odometry at 20 Hz, five proximity sensors at
@@ -76,7 +77,7 @@ def ray_distance(arena: ArenaSpec, origin: np.ndarray, yaw: float) -> float:
 
 
 def proximity_reading(arena: ArenaSpec, pose: np.ndarray, sensor: str) -> float:
-    """What the driver would publish for one sensor: metres, or -1.0 for nothing seen."""
+    """Return what the driver would publish for one sensor: metres, -1.0 for nothing seen."""
     mount = np.asarray(THYMIO_PROXIMITY_POSES[sensor])
     sensor_pose = compose(pose, mount)
     distance = ray_distance(arena, sensor_pose[:2], float(sensor_pose[2]))
@@ -90,7 +91,8 @@ def generate_run(duration: float, seed: int = 0, *, camera_hz: float = 30.0,
                  image_shape: tuple[int, int] | None = (64, 80), distinct_images: int = 8,
                  arena: ArenaSpec | None = None, start_ns: int = 1_700_000_000 * NS,
                  ) -> Iterator[Event]:
-    """Yield the run's events in stamp order.
+    """
+    Yield the run's events in stamp order.
 
     The robot drives straight and, when its centre sensors see something, turns on the spot
     by a random angle. Images cycle through ``distinct_images`` random pictures (their
@@ -129,7 +131,8 @@ def generate_run(duration: float, seed: int = 0, *, camera_hz: float = 30.0,
                         for name in THYMIO_PROXIMITY_POSES}
             for name, value in readings.items():
                 yield Event(stamp, 'range', sensor=name, value=value)
-            blocked = any(0 < readings[n] < 0.07 for n in ('center_left', 'center', 'center_right'))
+            blocked = any(0 < readings[n] < 0.07
+                          for n in ('center_left', 'center', 'center_right'))
             if turn_left == 0.0 and blocked:
                 turn_left = float(rng.uniform(0.6, 2.6)) * (1 if rng.random() < 0.5 else -1)
             elif turn_left == 0.0 and np.abs(pose[:2]).max() > arena.size / 2 - 0.06:

@@ -1,0 +1,113 @@
+"""
+The ``ssl-obstacle`` command: everything a person without a full ROS install needs.
+
+Subcommands are added as the project grows; each lives in its own module and this file only
+wires them into argparse.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Sequence
+
+
+def _add_run(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        'run', help='run one or several nodes in this process (like ros2 run)',
+        description='Run nodes of this package with a ROS 2 parameter file, in one process. '
+                    'Arguments after "--ros-args" go to ROS unchanged.')
+    parser.add_argument('nodes', nargs='+', help='node names, e.g. labeler')
+    parser.add_argument('--params', help='ROS 2 parameter YAML (e.g. config/labeler.yaml)')
+    parser.add_argument('--namespace', default='', help='namespace of the nodes, e.g. thymio10')
+    parser.add_argument('--use-sim-time', action='store_true', help='follow /clock')
+    parser.set_defaults(func=_run_nodes)
+
+
+def _ros_arguments(args: argparse.Namespace, extra: Sequence[str]) -> list[str]:
+    ros_args = ['--ros-args']
+    if args.params:
+        if not os.path.isfile(args.params):
+            raise SystemExit(f'error: parameter file {args.params} does not exist')
+        ros_args += ['--params-file', args.params]
+    if args.namespace:
+        ros_args += ['-r', f'__ns:=/{args.namespace.strip("/")}']
+    if args.use_sim_time:
+        ros_args += ['-p', 'use_sim_time:=true']
+    extra = list(extra)
+    if extra and extra[0] == '--ros-args':
+        extra = extra[1:]
+    return ros_args + extra
+
+
+def _run_nodes(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    import rclpy
+    from rclpy.executors import MultiThreadedExecutor
+
+    from .nodes.registry import node_factory
+
+    try:
+        factories = [node_factory(name) for name in args.nodes]
+    except KeyError as error:
+        print(f'error: {error.args[0]}', file=sys.stderr)
+        return 2
+    rclpy.init(args=['ssl-obstacle', *_ros_arguments(args, extra)])
+    nodes = []
+    executor = MultiThreadedExecutor()
+    try:
+        for factory in factories:
+            node = factory()
+            nodes.append(node)
+            executor.add_node(node)
+        executor.spin()
+    except KeyboardInterrupt:
+        pass
+    except Exception as error:
+        if type(error).__name__ != 'ExternalShutdownException':
+            raise
+    finally:
+        for node in nodes:
+            if hasattr(node, 'close'):
+                node.close()
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+    return 0
+
+
+def _add_export(subparsers: argparse._SubParsersAction) -> None:
+    from . import export
+
+    parser = subparsers.add_parser(
+        'export', help='label a rosbag2 (sqlite3 or mcap) into an HDF5 dataset',
+        description='Read a rosbag2 directory, label its camera frames with the same core as '
+                    'the labeler node, and write the HDF5 dataset of docs/architecture.md.')
+    export.add_arguments(parser)
+    parser.set_defaults(func=lambda args, extra: export.run(args))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog='ssl-obstacle',
+        description='Self-supervised long-range obstacle perception for ROS 2 robots.')
+    subparsers = parser.add_subparsers(dest='command', required=True)
+    _add_run(subparsers)
+    _add_export(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse the command line and run the subcommand; return its exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra: list[str] = []
+    if '--ros-args' in argv:
+        index = argv.index('--ros-args')
+        argv, extra = argv[:index], argv[index:]
+    args = build_parser().parse_args(argv)
+    return int(args.func(args, extra) or 0)
+
+
+if __name__ == '__main__':
+    sys.exit(main())

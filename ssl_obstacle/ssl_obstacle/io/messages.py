@@ -1,0 +1,125 @@
+"""
+Builders between our numpy results and ROS 2 messages (rclpy side).
+
+Arrays go into message fields as raw bytes/typed arrays rather than Python lists: a
+64×80 image plus a 155-cell grid would otherwise cost thousands of per-element checks.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from builtin_interfaces.msg import Time
+from geometry_msgs.msg import Pose
+from nav_msgs.msg import Odometry
+import numpy as np
+from sensor_msgs.msg import Image, LaserScan, Range
+from ssl_obstacle_msgs.msg import LabeledFrame
+from std_msgs.msg import Header
+
+from ..core.geometry import quaternion_from_yaw, yaw_from_quaternion
+from ..core.labeler import LabeledResult
+
+
+def time_from_ns(stamp: int) -> Time:
+    """Convert a stamp in nanoseconds to ``builtin_interfaces/Time``."""
+    return Time(sec=int(stamp // 1_000_000_000), nanosec=int(stamp % 1_000_000_000))
+
+
+def rgb_to_image_msg(rgb: np.ndarray, header: Header) -> Image:
+    """Wrap ``rgb`` (H, W, 3 uint8) in an rgb8 ``sensor_msgs/Image``."""
+    rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
+    return Image(header=header, height=int(rgb.shape[0]), width=int(rgb.shape[1]),
+                 encoding='rgb8', is_bigendian=0, step=int(rgb.shape[1] * 3),
+                 data=rgb.tobytes())
+
+
+def pose_msg(x: float, y: float, yaw: float) -> Pose:
+    """Build a planar ``geometry_msgs/Pose``."""
+    pose = Pose()
+    pose.position.x, pose.position.y = float(x), float(y)
+    qx, qy, qz, qw = quaternion_from_yaw(float(yaw))
+    pose.orientation.x, pose.orientation.y = qx, qy
+    pose.orientation.z, pose.orientation.w = qz, qw
+    return pose
+
+
+def labeled_frame_msg(result: LabeledResult, sensor_names: Sequence[str],
+                      distances: Sequence[float], frame_id: str) -> LabeledFrame:
+    """Build the ``LabeledFrame`` of a finalised frame (grids row-major [sensor][distance])."""
+    header = Header(stamp=time_from_ns(result.stamp), frame_id=frame_id)
+    msg = LabeledFrame()
+    msg.header = header
+    msg.image = rgb_to_image_msg(result.payload, header)
+    msg.pose = pose_msg(*result.pose)
+    msg.sensor_names = list(sensor_names)
+    msg.distances = np.asarray(distances, dtype=np.float32)
+    msg.labels = np.ascontiguousarray(result.labels, dtype=np.float32).reshape(-1)
+    msg.counts = np.ascontiguousarray(result.counts, dtype=np.uint8).tobytes()
+    return msg
+
+
+def labeled_frame_arrays(msg: Any) -> dict[str, Any]:
+    """Unpack a ``LabeledFrame`` into numpy arrays (for consumers and tests)."""
+    sensors, distances = len(msg.sensor_names), len(msg.distances)
+    image = np.frombuffer(bytes(msg.image.data), dtype=np.uint8)
+    return {
+        'stamp': int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec),
+        'image': image.reshape(msg.image.height, msg.image.width, 3),
+        'pose': np.array([msg.pose.position.x, msg.pose.position.y, yaw_from_quaternion(
+            msg.pose.orientation.x, msg.pose.orientation.y,
+            msg.pose.orientation.z, msg.pose.orientation.w)]),
+        'sensor_names': list(msg.sensor_names),
+        'distances': np.asarray(msg.distances, dtype=np.float32),
+        'labels': np.asarray(msg.labels, dtype=np.float32).reshape(sensors, distances),
+        'counts': np.frombuffer(bytes(msg.counts), dtype=np.uint8).reshape(sensors, distances),
+    }
+
+
+#: The ROS 2 Thymio driver's proximity conventions (jeguzzi/ros-thymio).
+THYMIO_MIN_RANGE = 0.0215
+THYMIO_MAX_RANGE = 0.14
+THYMIO_FIELD_OF_VIEW = 0.3
+THYMIO_LASER_SHIFT = 0.08
+
+
+def range_msg(sensor: str, stamp: int, value: float, frame_prefix: str = '') -> Range:
+    """Build a proximity ``Range`` as the Thymio driver does (``-1.0`` = nothing seen)."""
+    return Range(
+        header=Header(stamp=time_from_ns(stamp),
+                      frame_id=f'{frame_prefix}proximity_{sensor}_link'),
+        radiation_type=Range.INFRARED, field_of_view=THYMIO_FIELD_OF_VIEW,
+        min_range=THYMIO_MIN_RANGE, max_range=THYMIO_MAX_RANGE, range=float(value))
+
+
+def laser_msg(stamp: int, values_right_to_left: Sequence[float], frame_prefix: str = '',
+              raw: Sequence[float] | None = None) -> LaserScan:
+    """
+    Build the driver's ``proximity/laser``: ranges clamped into the sensor range, shifted.
+
+    ``raw`` are the sensor's raw values (zero when nothing is seen), published as
+    intensities; by default 1000 where something is seen and 0 elsewhere.
+    """
+    values = [float(v) for v in values_right_to_left]
+    count = len(values)
+    intensities = [float(v) for v in raw] if raw is not None else \
+        [1000.0 if THYMIO_MIN_RANGE <= v <= THYMIO_MAX_RANGE else 0.0 for v in values]
+    return LaserScan(
+        header=Header(stamp=time_from_ns(stamp), frame_id=f'{frame_prefix}laser_link'),
+        angle_min=-0.64, angle_max=0.64, angle_increment=1.28 / max(count - 1, 1),
+        time_increment=0.0, scan_time=0.0,
+        range_min=THYMIO_MIN_RANGE + THYMIO_LASER_SHIFT,
+        range_max=THYMIO_MAX_RANGE + THYMIO_LASER_SHIFT,
+        ranges=[min(THYMIO_MAX_RANGE, max(THYMIO_MIN_RANGE, v)) + THYMIO_LASER_SHIFT
+                for v in values],
+        intensities=intensities)
+
+
+def odometry_msg(stamp: int, x: float, y: float, yaw: float, frame_id: str = 'odom',
+                 child_frame_id: str = 'base_link') -> Odometry:
+    """Build a planar ``nav_msgs/Odometry``."""
+    msg = Odometry()
+    msg.header = Header(stamp=time_from_ns(stamp), frame_id=frame_id)
+    msg.child_frame_id = child_frame_id
+    msg.pose.pose = pose_msg(x, y, yaw)
+    return msg

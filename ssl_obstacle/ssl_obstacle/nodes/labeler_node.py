@@ -1,0 +1,275 @@
+"""
+The labeler node: camera + proximity + odometry in, ``LabeledFrame`` out.
+
+Callbacks do no work beyond enqueueing the message into a bounded queue; a worker
+thread runs the (pure) labeling pipeline and publishes, as ``camera_calibration`` does, so
+a burst of heavy images never stalls the executor or the other subscriptions. When the
+queue is full the newest message is dropped and counted.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from typing import Any, Callable
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from nav_msgs.msg import Odometry
+import rclpy
+from rclpy.node import Node
+from rclpy.qos import HistoryPolicy, qos_profile_sensor_data, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CompressedImage, Image, LaserScan, Range
+from ssl_obstacle_msgs.msg import LabeledFrame
+
+from .rate_limited_log import RateLimitedLog
+from ..core.labeler import Outcome
+from ..core.params import LabelParams
+from ..io.conversions import BadInput
+from ..io.messages import labeled_frame_msg
+from ..io.params_file import settings_from_mapping
+from ..io.pipeline import InputSettings, LabelingPipeline
+
+#: LabeledFrames are the learner's training data: reliable, with room for bursts
+#: (many frames can become final at once when the robot leaves an area).
+LABELED_FRAMES_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.RELIABLE)
+
+_STOP = object()
+
+
+class LabelerNode(Node):
+    """Labels camera frames with what the proximity sensors later saw (Nava et al. 2019)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__('labeler', **kwargs)
+        params, settings, node_settings = self._declare_parameters()
+        self.params = params
+        self.settings = settings
+        self.pipeline = LabelingPipeline(params, settings)
+        self._camera_frame_id = 'camera'
+        self._log_bad = RateLimitedLog(self.get_logger().warning, period=5.0)
+        self._queue: queue.Queue = queue.Queue(maxsize=node_settings['queue_size'])
+        self._stale_timeout = node_settings['stale_timeout']
+        self._queue_overflow = 0
+        self._published = 0
+        self._last_arrival: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+        self._publisher = self.create_publisher(
+            LabeledFrame, 'ssl/labeled_frames', LABELED_FRAMES_QOS)
+        self._diagnostics = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self._subscribe(node_settings['camera_transport'], node_settings['sensor_qos_depth'])
+        self._worker = threading.Thread(target=self._work, name='labeler-worker', daemon=True)
+        self._worker.start()
+        self.create_timer(node_settings['status_period'], self._publish_status)
+        self.get_logger().info(
+            f'labeling {len(params.sensor_names)} sensors x {len(params.distances)} distances '
+            f'from {settings.proximity_source} proximity, {node_settings["camera_transport"]} '
+            f'camera; publishing {settings.image_width}x{settings.image_height} frames on '
+            f'{self._publisher.topic_name}')
+
+    # ------------------------------------------------------------------ setup
+    def _declare_parameters(self) -> tuple[LabelParams, InputSettings, dict[str, Any]]:
+        defaults = LabelParams().to_dict()
+        for name, value in defaults.items():
+            self.declare_parameter(name, value)
+        input_defaults = InputSettings()
+        node_defaults = {
+            'proximity_source': input_defaults.proximity_source,
+            'laser_sensor_order': list(input_defaults.laser_sensor_order),
+            'too_close_is_obstacle': input_defaults.too_close_is_obstacle,
+            'image_width': input_defaults.image_width,
+            'image_height': input_defaults.image_height,
+            'camera_transport': 'raw',
+            'queue_size': 200,
+            'sensor_qos_depth': 5,
+            'stale_timeout': 1.0,
+            'status_period': 1.0,
+        }
+        for name, value in node_defaults.items():
+            self.declare_parameter(name, value)
+        values = {name: self.get_parameter(name).value
+                  for name in list(defaults) + list(node_defaults)}
+        params = LabelParams.from_mapping(values)
+        settings = settings_from_mapping(values)
+        transport = str(values['camera_transport'])
+        if transport not in ('raw', 'compressed'):
+            raise ValueError(f"camera_transport must be 'raw' or 'compressed', not {transport!r}")
+        node_settings = {
+            'camera_transport': transport,
+            'queue_size': max(1, int(values['queue_size'])),
+            'sensor_qos_depth': max(1, int(values['sensor_qos_depth'])),
+            'stale_timeout': float(values['stale_timeout']),
+            'status_period': float(values['status_period']),
+        }
+        return params, settings, node_settings
+
+    def _subscribe(self, transport: str, depth: int) -> None:
+        # Best effort, as qos_profile_sensor_data: matches both best-effort and reliable
+        # drivers (the Thymio driver publishes reliable, depth 1). A deeper history helps
+        # when messages come faster than real time (bag replay, sped-up simulation).
+        qos = QoSProfile(history=qos_profile_sensor_data.history, depth=depth,
+                         reliability=qos_profile_sensor_data.reliability,
+                         durability=qos_profile_sensor_data.durability)
+        if transport == 'compressed':
+            self.create_subscription(CompressedImage, 'camera/image_raw/compressed',
+                                     self._enqueue('camera', self.pipeline.on_compressed_image),
+                                     qos)
+        else:
+            self.create_subscription(Image, 'camera/image_raw',
+                                     self._enqueue('camera', self.pipeline.on_image), qos)
+        if self.settings.proximity_source == 'laser':
+            self.create_subscription(LaserScan, 'proximity/laser',
+                                     self._enqueue('laser', self.pipeline.on_laser), qos)
+        else:
+            for name in self.params.sensor_names:
+                handler = self._range_handler(name)
+                self.create_subscription(Range, f'proximity/{name}',
+                                         self._enqueue(name, handler), qos)
+        self.create_subscription(Odometry, 'odom',
+                                 self._enqueue('odom', self.pipeline.on_odometry), qos)
+
+    def _range_handler(self, name: str) -> Callable[[Range], Outcome]:
+        return lambda msg: self.pipeline.on_range(name, msg)
+
+    def _enqueue(self, stream: str, handler: Callable[[Any], Outcome]) -> Callable[[Any], None]:
+        def callback(msg: Any) -> None:
+            self._last_arrival[stream] = self.get_clock().now().nanoseconds
+            if stream == 'camera':
+                self._camera_frame_id = msg.header.frame_id or self._camera_frame_id
+            try:
+                self._queue.put_nowait((stream, handler, msg))
+            except queue.Full:
+                self._queue_overflow += 1
+                self._log_bad('queue_full', f'labeling queue full ({self._queue.maxsize}): '
+                                            f'dropped a {stream} message; the worker is too slow')
+        return callback
+
+    # ------------------------------------------------------------------ worker
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is _STOP:
+                return
+            stream, handler, msg = item
+            try:
+                with self._lock:
+                    outcome = handler(msg)
+                    results = self.pipeline.poll()
+            except BadInput as error:
+                self._log_bad(f'{stream}:{error.kind}',
+                              f'ignored bad {stream} message ({error.kind}): {error.detail}')
+                continue
+            except Exception as error:  # noqa: BLE001 - a bad message must not kill the node
+                self._log_bad(f'{stream}:error', f'failed to process a {stream} message: '
+                                                 f'{type(error).__name__}: {error}')
+                continue
+            self._report(stream, outcome)
+            for result in results:
+                self._publish(result)
+
+    def _report(self, stream: str, outcome: Outcome) -> None:
+        if outcome is Outcome.RESET:
+            self.get_logger().warning(
+                f'time jumped back by more than {self.params.time_jump_threshold} s on {stream} '
+                '(bag restarted?): dropped pending frames and started labeling afresh')
+        elif outcome is Outcome.LATE:
+            self._log_bad(f'{stream}:late', f'ignored a {stream} message older than the '
+                                            f'reorder window ({self.params.reorder_window} s)')
+        elif outcome is Outcome.DUPLICATE:
+            self._log_bad(f'{stream}:duplicate', f'ignored a duplicate {stream} stamp')
+        elif outcome is Outcome.BAD_VALUE:
+            self._log_bad(f'{stream}:bad_value', f'ignored a {stream} message with bad values')
+
+    def _publish(self, result: Any) -> None:
+        msg = labeled_frame_msg(result, self.params.sensor_names, self.params.distances,
+                                self._camera_frame_id)
+        self._publisher.publish(msg)
+        self._published += 1
+
+    # ------------------------------------------------------------------ status
+    def status_values(self) -> dict[str, Any]:
+        """Every counter of the node, as reported on ``/diagnostics``."""
+        with self._lock:
+            labeler = self.pipeline.labeler
+            values: dict[str, Any] = dict(labeler.counters.as_dict())
+            values.update({
+                'published': self._published,
+                'pending_frames': labeler.pending_frames,
+                'waiting_items': labeler.waiting_items,
+                'odometry_samples': labeler.odometry_samples,
+                'queue_length': self._queue.qsize(),
+                'queue_overflow': self._queue_overflow,
+            })
+            for kind, count in sorted(self.pipeline.bad_inputs.items()):
+                values[f'bad_{kind}'] = count
+            for kind, count in sorted(self.pipeline.rejected.items()):
+                values[f'rejected_{kind}'] = count
+            values['bad_inputs'] = sum(self.pipeline.bad_inputs.values()) + values['bad_values']
+        return values
+
+    def stale_streams(self) -> list[str]:
+        """Streams with no message for longer than ``stale_timeout`` (or none ever)."""
+        now = self.get_clock().now().nanoseconds
+        limit = int(self._stale_timeout * 1e9)
+        streams = ['camera', 'odom', *self.pipeline.proximity_streams]
+        return [s for s in streams
+                if s not in self._last_arrival or now - self._last_arrival[s] > limit]
+
+    def _publish_status(self) -> None:
+        values = self.status_values()
+        stale = self.stale_streams()
+        status = DiagnosticStatus()
+        status.name = f'{self.get_fully_qualified_name()}: labeling'
+        status.hardware_id = self.get_namespace()
+        if stale:
+            status.level = DiagnosticStatus.WARN
+            status.message = f'stale: {", ".join(stale)}'
+        elif values['bad_inputs']:
+            status.level = DiagnosticStatus.WARN
+            status.message = f'{values["bad_inputs"]} bad input(s) ignored'
+        else:
+            status.level = DiagnosticStatus.OK
+            status.message = 'labeling'
+        status.message += (f'; {values["frames_labeled"]} labeled of {values["frames_in"]} '
+                           'frames')
+        status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
+        status.values.append(KeyValue(key='stale', value=','.join(stale)))
+        array = DiagnosticArray()
+        array.header.stamp = self.get_clock().now().to_msg()
+        array.status = [status]
+        self._diagnostics.publish(array)
+
+    # ------------------------------------------------------------------ shutdown
+    def close(self) -> None:
+        """Stop the worker thread; pending frames are reported, not published."""
+        self._queue.put(_STOP)
+        self._worker.join(timeout=5.0)
+        labeler = self.pipeline.labeler
+        self.get_logger().info(
+            f'stopping: {labeler.counters.frames_labeled} frames labeled, '
+            f'{labeler.pending_frames} still pending (not published)')
+
+
+def main(args: list[str] | None = None) -> None:
+    """Entry point of ``ros2 run ssl_obstacle labeler``."""
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = LabelerNode()
+        rclpy.spin(node)
+    except KeyboardInterrupt:
+        pass
+    except Exception as error:  # ExternalShutdownException (Humble and newer) and others
+        if type(error).__name__ != 'ExternalShutdownException':
+            raise
+    finally:
+        if node is not None:
+            node.close()
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+
+
+if __name__ == '__main__':
+    main()

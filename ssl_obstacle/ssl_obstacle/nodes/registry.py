@@ -1,0 +1,21 @@
+"""The nodes this package provides, by name, for ``ssl-obstacle run`` and tests."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Callable
+
+from rclpy.node import Node
+
+#: name → "module:Class"; later issues add the simulator, explorer and learner.
+NODES: dict[str, str] = {
+    'labeler': 'ssl_obstacle.nodes.labeler_node:LabelerNode',
+}
+
+
+def node_factory(name: str) -> Callable[..., Node]:
+    """Return the class of a node by its name; raise KeyError naming the known nodes."""
+    if name not in NODES:
+        raise KeyError(f'unknown node {name!r}; known: {", ".join(sorted(NODES))}')
+    module, cls = NODES[name].split(':')
+    return getattr(importlib.import_module(module), cls)

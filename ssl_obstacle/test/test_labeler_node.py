@@ -1,0 +1,199 @@
+"""The labeler node over real DDS: scripted streams in, LabeledFrames and diagnostics out."""
+
+from __future__ import annotations
+
+import math
+import time
+
+from diagnostic_msgs.msg import DiagnosticArray
+from nav_msgs.msg import Odometry
+import numpy as np
+import pytest
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from ros_harness import ros_context, spinning, wait_for, wait_for_subscribers
+from sensor_msgs.msg import Image, Range
+from ssl_obstacle.core.params import LabelParams
+from ssl_obstacle.io.messages import (labeled_frame_arrays, odometry_msg, range_msg,
+                                      rgb_to_image_msg, time_from_ns)
+from ssl_obstacle.io.pipeline import InputSettings, LabelingPipeline
+from ssl_obstacle.nodes.labeler_node import LabelerNode
+from ssl_obstacle.sim.scripted_run import generate_run
+from ssl_obstacle_msgs.msg import LabeledFrame
+from std_msgs.msg import Header
+
+RELIABLE = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE)
+
+
+def run_messages(seconds: float, seed: int = 3, image_shape=(48, 64)) -> list[tuple[str, object]]:
+    """Return the scripted run as (topic, rclpy message) in publishing order."""
+    messages = []
+    for event in generate_run(seconds, seed, image_shape=image_shape):
+        if event.kind == 'odom':
+            messages.append(('odom', odometry_msg(event.stamp, *event.pose)))
+        elif event.kind == 'frame':
+            header = Header(stamp=time_from_ns(event.stamp), frame_id='camera_link')
+            messages.append(('camera/image_raw', rgb_to_image_msg(event.image, header)))
+        else:
+            messages.append((f'proximity/{event.sensor}',
+                             range_msg(event.sensor, event.stamp, event.value)))
+    return messages
+
+
+#: Callbacks of different topics may run a little out of stamp order when the executor is
+#: busy; a wide reorder window makes the comparison independent of that scheduling.
+PARAMS = LabelParams(reorder_window=1.0, time_jump_threshold=5.0)
+
+
+def reference_labels(messages, params: LabelParams = PARAMS) -> list:
+    """Label the same messages with the core alone, polling after each one as the node does."""
+    pipeline = LabelingPipeline(params, InputSettings(image_width=40, image_height=32))
+    results = []
+    for topic, msg in messages:
+        if topic == 'odom':
+            pipeline.on_odometry(msg)
+        elif topic == 'camera/image_raw':
+            pipeline.on_image(msg)
+        else:
+            pipeline.on_range(topic.split('/')[1], msg)
+        results.extend(pipeline.poll())
+    return results
+
+
+class StreamPlayer(Node):
+    """Publishes messages on the labeler's input topics, as a robot driver would."""
+
+    def __init__(self, context, namespace: str = '') -> None:
+        super().__init__('stream_player', namespace=namespace, context=context)
+        self.pubs = {'odom': self.create_publisher(Odometry, 'odom', RELIABLE),
+                     'camera/image_raw': self.create_publisher(Image, 'camera/image_raw',
+                                                               RELIABLE)}
+        for name in LabelParams().sensor_names:
+            self.pubs[f'proximity/{name}'] = self.create_publisher(
+                Range, f'proximity/{name}', RELIABLE)
+        self.frames: list[LabeledFrame] = []
+        self.diagnostics: list[DiagnosticArray] = []
+        self.create_subscription(LabeledFrame, 'ssl/labeled_frames', self.frames.append, RELIABLE)
+        self.create_subscription(DiagnosticArray, '/diagnostics', self.diagnostics.append, 10)
+
+    def play(self, messages, real_time_factor: float = 3.0) -> None:
+        """Publish in order, paced by the header stamps, as a sped-up robot would."""
+        start_wall = time.monotonic()
+        start_stamp = None
+        for topic, msg in messages:
+            stamp = msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec
+            start_stamp = stamp if start_stamp is None else start_stamp
+            delay = start_wall + (stamp - start_stamp) / real_time_factor - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            self.pubs[topic].publish(msg)
+
+    def latest_status(self) -> dict[str, str]:
+        if not self.diagnostics:
+            return {}
+        status = self.diagnostics[-1].status[0]
+        return {kv.key: kv.value for kv in status.values} | {
+            '_level': str(int.from_bytes(status.level, 'little')
+                          if isinstance(status.level, bytes) else status.level),
+            '_message': status.message}
+
+
+def assert_same_frames(received: list[LabeledFrame], expected: list) -> None:
+    assert len(received) == len(expected)
+    for msg, result in zip(received, expected):
+        got = labeled_frame_arrays(msg)
+        assert got['stamp'] == result.stamp
+        np.testing.assert_array_equal(got['counts'], result.counts)
+        np.testing.assert_array_equal(got['labels'], result.labels)  # NaNs compare equal
+        np.testing.assert_array_equal(got['image'], result.payload)
+        np.testing.assert_allclose(got['pose'][:2], result.pose[:2], atol=1e-9)
+        assert math.isclose(math.remainder(got['pose'][2] - result.pose[2], math.tau), 0.0,
+                            abs_tol=1e-9)
+
+
+@pytest.fixture
+def labeler_setup():
+    with ros_context() as context:
+        labeler = LabelerNode(context=context, parameter_overrides=[
+            Parameter('image_width', value=40), Parameter('image_height', value=32),
+            Parameter('reorder_window', value=PARAMS.reorder_window),
+            Parameter('sensor_qos_depth', value=500),
+            Parameter('time_jump_threshold', value=PARAMS.time_jump_threshold),
+            Parameter('status_period', value=0.2), Parameter('stale_timeout', value=0.5)])
+        player = StreamPlayer(context)
+        with spinning(context, labeler, player):
+            wait_for_subscribers(list(player.pubs.values()))
+            yield labeler, player
+        labeler.close()
+        labeler.destroy_node()
+        player.destroy_node()
+
+
+def test_node_publishes_the_cores_labels_for_a_scripted_stream(labeler_setup):
+    labeler, player = labeler_setup
+    messages = run_messages(20.0)
+    expected = reference_labels(messages)
+    assert len(expected) > 200, 'the scripted run should label hundreds of frames'
+    player.play(messages)
+    assert wait_for(lambda: len(player.frames) >= len(expected), timeout=10.0)
+    time.sleep(0.3)  # nothing more should arrive
+    assert_same_frames(player.frames, expected)
+    assert player.frames[0].header.frame_id == 'camera_link'
+    assert player.frames[0].image.encoding == 'rgb8'
+    assert (player.frames[0].image.width, player.frames[0].image.height) == (40, 32)
+    assert list(player.frames[0].sensor_names) == list(LabelParams().sensor_names)
+    assert wait_for(lambda: player.latest_status().get('frames_labeled') == str(len(expected)),
+                    timeout=3.0)
+    status = player.latest_status()
+    assert status['frames_in'] == str(sum(1 for t, _ in messages if t == 'camera/image_raw'))
+    assert status['bad_inputs'] == '0'
+
+
+def test_bad_inputs_are_counted_and_labeling_goes_on(labeler_setup):
+    labeler, player = labeler_setup
+    messages = run_messages(12.0)
+    stamp = messages[40][1].header.stamp
+    header = Header(stamp=stamp, frame_id='camera_link')
+    short = Image(header=header, height=10, width=10, encoding='rgb8', step=30,
+                  data=bytes(100))
+    weird = Image(header=header, height=2, width=2, encoding='32FC1', step=16, data=bytes(32))
+    nan_odom = odometry_msg(messages[41][1].header.stamp.sec * 10**9 + 1, math.nan, 0.0, 0.0)
+    nan_range = range_msg('center', messages[42][1].header.stamp.sec * 10**9 + 2, math.nan)
+    bad = [('camera/image_raw', short), ('camera/image_raw', weird), ('odom', nan_odom),
+           ('proximity/center', nan_range)]
+    good_before, good_after = messages[:40], messages[40:]
+    player.play(good_before + bad + good_after)
+    expected = reference_labels(good_before + good_after)
+    assert wait_for(lambda: len(player.frames) >= len(expected), timeout=10.0)
+    assert_same_frames(player.frames, expected)
+    assert wait_for(lambda: player.latest_status().get('bad_range_nan') == '1', timeout=3.0)
+    status = player.latest_status()
+    assert status['bad_image_size'] == '1'
+    assert status['bad_image_encoding'] == '1'
+    assert status['bad_pose_nan'] == '1'
+    assert status['bad_inputs'] == '4'
+
+
+def test_a_silent_sensor_shows_as_stale(labeler_setup):
+    labeler, player = labeler_setup
+    messages = [m for m in run_messages(3.0) if m[0] != 'proximity/left']
+    player.play(messages)
+    assert wait_for(lambda: 'left' in player.latest_status().get('stale', ''), timeout=3.0)
+    status = player.latest_status()
+    assert status['_level'] == '1'  # WARN
+    assert 'left' in status['_message']
+    assert 'center' not in status['stale'].split(',')
+
+
+def test_a_restarted_stream_resets_and_labels_again(labeler_setup):
+    labeler, player = labeler_setup
+    messages = run_messages(12.0)
+    player.play(messages)
+    assert wait_for(lambda: len(player.frames) > 50, timeout=10.0)
+    first_pass = len(player.frames)
+    player.play(messages)  # the bag starts over: time jumps back by 12 s
+    assert wait_for(lambda: player.latest_status().get('resets') == '1', timeout=5.0)
+    assert wait_for(lambda: len(player.frames) >= 2 * first_pass - 5, timeout=10.0)
+    stamps = [labeled_frame_arrays(f)['stamp'] for f in player.frames]
+    assert stamps[first_pass] < stamps[first_pass - 1]
