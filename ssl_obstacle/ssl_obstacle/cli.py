@@ -42,31 +42,43 @@ def _ros_arguments(args: argparse.Namespace, extra: Sequence[str]) -> list[str]:
 
 
 def _run_nodes(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    import threading
+
     import rclpy
-    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.executors import SingleThreadedExecutor
 
     from .nodes.registry import node_factory
+    from .nodes.runtime import init_ros, is_shutdown_error
 
     try:
         factories = [node_factory(name) for name in args.nodes]
     except KeyError as error:
         print(f'error: {error.args[0]}', file=sys.stderr)
         return 2
-    rclpy.init(args=['ssl-obstacle', *_ros_arguments(args, extra)])
+    init_ros(['ssl-obstacle', *_ros_arguments(args, extra)])
     nodes = []
-    executor = MultiThreadedExecutor()
+    executors = []
     try:
+        # One executor and thread per node, as if each ran in its own process: rclpy's
+        # MultiThreadedExecutor serves a node's subscriptions unevenly under load, which
+        # reorders streams by seconds when messages come faster than real time.
         for factory in factories:
             node = factory()
             nodes.append(node)
+            executor = SingleThreadedExecutor()
             executor.add_node(node)
-        executor.spin()
-    except KeyboardInterrupt:
-        pass
-    except Exception as error:
-        if type(error).__name__ != 'ExternalShutdownException':
+            executors.append(executor)
+        threads = [threading.Thread(target=executor.spin, daemon=True)
+                   for executor in executors[1:]]
+        for thread in threads:
+            thread.start()
+        executors[0].spin()
+    except BaseException as error:
+        if not is_shutdown_error(error):
             raise
     finally:
+        for executor in executors:
+            executor.shutdown(timeout_sec=1.0)
         for node in nodes:
             if hasattr(node, 'close'):
                 node.close()

@@ -61,7 +61,14 @@ def wait_for(condition: Callable[[], bool], timeout: float, period: float = 0.05
     return condition()
 
 
-def wait_for_subscribers(publishers: list, count: int = 1, timeout: float = 10.0) -> None:
-    """Block until every publisher is matched by ``count`` subscriptions (discovery)."""
+def wait_for_subscribers(publishers: list, count: int = 1, timeout: float = 10.0,
+                         settle: float = 1.0) -> None:
+    """
+    Block until every publisher is matched by ``count`` subscriptions (discovery).
+
+    Matching is seen from the publisher's side first; the subscriber's side may need a
+    moment more, and best-effort messages sent before then are lost, hence ``settle``.
+    """
     assert wait_for(lambda: all(p.get_subscription_count() >= count for p in publishers),
                     timeout), 'subscribers were not discovered in time'
+    time.sleep(settle)

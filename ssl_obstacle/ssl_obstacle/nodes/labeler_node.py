@@ -22,6 +22,7 @@ from sensor_msgs.msg import CompressedImage, Image, LaserScan, Range
 from ssl_obstacle_msgs.msg import LabeledFrame
 
 from .rate_limited_log import RateLimitedLog
+from .runtime import init_ros, is_shutdown_error
 from ..core.labeler import Outcome
 from ..core.params import LabelParams
 from ..io.conversions import BadInput
@@ -253,15 +254,13 @@ class LabelerNode(Node):
 
 def main(args: list[str] | None = None) -> None:
     """Entry point of ``ros2 run ssl_obstacle labeler``."""
-    rclpy.init(args=args)
+    init_ros(args)
     node = None
     try:
         node = LabelerNode()
         rclpy.spin(node)
-    except KeyboardInterrupt:
-        pass
-    except Exception as error:  # ExternalShutdownException (Humble and newer) and others
-        if type(error).__name__ != 'ExternalShutdownException':
+    except BaseException as error:
+        if not is_shutdown_error(error):
             raise
     finally:
         if node is not None:
