@@ -57,12 +57,14 @@ def _as_bytes(data: Any) -> np.ndarray:
     return np.frombuffer(memoryview(data).cast('B'), dtype=np.uint8)
 
 
-def image_to_rgb(msg: Any) -> np.ndarray:
+def image_to_rgb(msg: Any, copy: bool = True) -> np.ndarray:
     """
     Return a ``sensor_msgs/Image`` as an (H, W, 3) uint8 rgb array.
 
     Checks the buffer against ``height × step`` before viewing it, because a short buffer
     would otherwise raise deep inside numpy and a long one would be silently misread.
+    With ``copy=False`` an rgb8 image is returned as a view of the message's buffer, which
+    saves a full-frame copy when the caller only resizes it.
     """
     encoding = str(msg.encoding).lower()
     if encoding not in ENCODINGS:
@@ -84,28 +86,58 @@ def image_to_rgb(msg: Any) -> np.ndarray:
             pass
     rows = data.reshape(height, step)[:, :width * channels].reshape(height, width, channels)
     if order == (0, 1, 2) and channels == 3:
-        return rows.copy()
+        return rows.copy() if copy else rows
     return np.ascontiguousarray(rows[:, :, list(order)])
 
 
-def compressed_to_rgb(msg: Any) -> np.ndarray:
-    """Decode a ``sensor_msgs/CompressedImage`` (JPEG or PNG) to (H, W, 3) uint8 rgb."""
+#: JPEG can be decoded at 1/2, 1/4 or 1/8 scale for a fraction of the cost of full size.
+_REDUCED_FLAGS = {1: 'IMREAD_COLOR', 2: 'IMREAD_REDUCED_COLOR_2', 4: 'IMREAD_REDUCED_COLOR_4',
+                  8: 'IMREAD_REDUCED_COLOR_8'}
+
+
+def compressed_to_rgb(msg: Any, reduction: int = 1) -> np.ndarray:
+    """
+    Decode a ``sensor_msgs/CompressedImage`` (JPEG or PNG) to (H, W, 3) uint8 rgb.
+
+    ``reduction`` (1, 2, 4 or 8) decodes at that fraction of the full size when the format
+    allows it (JPEG's DCT scaling): decoding 640×480 at 1/4 costs a fraction of full size,
+    and the labeler only needs 80×64.
+    """
     data = _as_bytes(msg.data)
     if data.size == 0:
         raise BadInput('image_decode', 'empty compressed image')
     if cv2 is None:  # pragma: no cover
         raise BadInput('image_decode', 'OpenCV is not installed')
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    flag = getattr(cv2, _REDUCED_FLAGS.get(reduction, 'IMREAD_COLOR'))
+    image = cv2.imdecode(data, flag)
     if image is None:
         raise BadInput('image_decode', f'cannot decode {msg.format!r} image of {data.size} bytes')
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
+def _integer_prestep(width: int, height: int, out_width: int, out_height: int) -> int:
+    """Largest factor dividing both sides that keeps the image at least the output size."""
+    for factor in range(min(width // out_width, height // out_height), 1, -1):
+        if width % factor == 0 and height % factor == 0:
+            return factor
+    return 1
+
+
 def resize_rgb(image: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Resize to the learner's input size; area averaging avoids aliasing when shrinking."""
+    """
+    Resize to the learner's input size; area averaging avoids aliasing when shrinking.
+
+    OpenCV's area resize has a fast path for integer factors only (640×480 → 80×64 at 7.5×
+    costs ~0.9 ms, the same through an exact 5× step ~0.3 ms), so shrink by the largest exact
+    integer factor first, then by the remainder.
+    """
     if image.shape[0] == height and image.shape[1] == width:
-        return image
+        return np.ascontiguousarray(image)
     if cv2 is not None:
+        factor = _integer_prestep(image.shape[1], image.shape[0], width, height)
+        if factor > 1:
+            image = cv2.resize(image, (image.shape[1] // factor, image.shape[0] // factor),
+                               interpolation=cv2.INTER_AREA)
         return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
     rows = (np.arange(height) * image.shape[0] / height).astype(int)  # pragma: no cover
     cols = (np.arange(width) * image.shape[1] / width).astype(int)  # pragma: no cover

@@ -58,6 +58,7 @@ class LabelingPipeline:
         self.bad_inputs: Counter[str] = Counter()
         self.rejected: Counter[str] = Counter()  # late, duplicate, ... by stream
         self.last_stamp: dict[str, int] = {}
+        self._jpeg_reduction = 1
         self._laser_sensors = (
             sensor_order_for_laser(self.params.sensor_names, self.settings.laser_sensor_order)
             if self.settings.proximity_source == 'laser' else None)
@@ -78,7 +79,7 @@ class LabelingPipeline:
     def on_image(self, msg: Any) -> Outcome:
         """Label-process a ``sensor_msgs/Image``."""
         try:
-            rgb = image_to_rgb(msg)
+            rgb = image_to_rgb(msg, copy=False)
         except BadInput as error:
             self._bad(error)
         return self._add_frame(stamp_to_ns(msg.header.stamp), rgb)
@@ -86,10 +87,23 @@ class LabelingPipeline:
     def on_compressed_image(self, msg: Any) -> Outcome:
         """Label-process a ``sensor_msgs/CompressedImage`` (JPEG or PNG)."""
         try:
-            rgb = compressed_to_rgb(msg)
+            rgb = compressed_to_rgb(msg, self._jpeg_reduction)
         except BadInput as error:
             self._bad(error)
+        self._choose_reduction(rgb.shape, str(msg.format))
         return self._add_frame(stamp_to_ns(msg.header.stamp), rgb)
+
+    def _choose_reduction(self, shape: tuple[int, ...], image_format: str) -> None:
+        """Decode future JPEGs at the smallest scale that still covers the output size."""
+        full_height = shape[0] * self._jpeg_reduction
+        full_width = shape[1] * self._jpeg_reduction
+        reduction = 1
+        if 'jpeg' in image_format.lower() or 'jpg' in image_format.lower():
+            for factor in (2, 4, 8):
+                if full_width // factor >= self.settings.image_width and \
+                        full_height // factor >= self.settings.image_height:
+                    reduction = factor
+        self._jpeg_reduction = reduction
 
     def _add_frame(self, stamp: int, rgb: np.ndarray) -> Outcome:
         small = resize_rgb(rgb, self.settings.image_width, self.settings.image_height)
