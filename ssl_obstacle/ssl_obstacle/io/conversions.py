@@ -179,7 +179,10 @@ def laser_saw_obstacle(msg: Any, expected_beams: int) -> np.ndarray:
     intensities = np.asarray(msg.intensities, dtype=np.float64)
     if intensities.size == expected_beams and np.isfinite(intensities).all():
         return intensities > 0
-    return (ranges > float(msg.range_min)) & (ranges < float(msg.range_max))
+    # Compare in float32, the precision of ``ranges``: the limits are float32 fields too, but
+    # rclpy holds scalars as doubles while the array is already rounded.
+    ranges32 = ranges.astype(np.float32)
+    return (ranges32 > np.float32(msg.range_min)) & (ranges32 < np.float32(msg.range_max))
 
 
 def odometry_pose(msg: Any) -> tuple[int, float, float, float]:
