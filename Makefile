@@ -26,6 +26,7 @@ $(VENV_PY):
 $(DEPS_STAMP): requirements.txt | $(VENV_PY)
 	$(VENV_PY) -m pip install --disable-pip-version-check -q -r requirements.txt
 	$(VENV_PY) scripts/fix_cmake_exports.py
+	touch $(VENV)/COLCON_IGNORE
 	touch $@
 
 $(BUILD_STAMP): $(DEPS_STAMP) $(BUILD_SOURCES)
@@ -45,6 +46,8 @@ lint: setup
 
 bench: setup
 	$(WITH_ENV) python benchmarks/bench_labeling.py
+	$(WITH_ENV) python benchmarks/bench_export.py
+	$(WITH_ENV) python benchmarks/bench_node_callbacks.py
 
 clean:
 	rm -rf build install log

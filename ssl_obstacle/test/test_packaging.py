@@ -1,0 +1,98 @@
+"""The package as colcon builds and ROS tools see it: manifest, entry points, launch, config."""
+
+from __future__ import annotations
+
+import ast
+import os
+import pathlib
+
+from catkin_pkg.package import parse_package
+import pytest
+from rclpy.context import Context
+import rclpy
+from ssl_obstacle.io.params_file import read_ros_parameters
+from ssl_obstacle.nodes.labeler_node import LabelerNode
+from ssl_obstacle.nodes.registry import NODES
+
+PACKAGE_DIR = pathlib.Path(__file__).resolve().parents[1]
+REPO_DIR = PACKAGE_DIR.parent
+INSTALL_DIR = REPO_DIR / 'install' / 'ssl_obstacle'
+
+
+def console_scripts() -> dict[str, str]:
+    """Read the console entry points out of setup.py without running it."""
+    tree = ast.parse((PACKAGE_DIR / 'setup.py').read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Dict):
+            for key, value in zip(node.keys, node.values):
+                if isinstance(key, ast.Constant) and key.value == 'console_scripts':
+                    entries = [ast.literal_eval(item) for item in value.elts]
+                    return {e.split('=')[0].strip(): e.split('=')[1].strip() for e in entries}
+    raise AssertionError('setup.py declares no console_scripts')
+
+
+def test_manifests_are_format_3_with_the_dependencies_the_code_imports():
+    package = parse_package(str(PACKAGE_DIR / 'package.xml'))
+    assert package.package_format == 3
+    depends = {d.name for d in package.exec_depends}
+    assert {'rclpy', 'sensor_msgs', 'nav_msgs', 'diagnostic_msgs', 'ssl_obstacle_msgs',
+            'python3-numpy', 'python3-opencv', 'python3-h5py'} <= depends
+    msgs = parse_package(str(REPO_DIR / 'ssl_obstacle_msgs' / 'package.xml'))
+    assert msgs.package_format == 3
+    assert 'rosidl_interface_packages' in [g.name for g in msgs.member_of_groups]
+
+
+def test_every_node_has_an_importable_console_entry_point():
+    scripts = console_scripts()
+    for name in NODES:
+        assert name in scripts, f'node {name} has no console entry point'
+    for target in scripts.values():
+        module, function = target.split(':')
+        imported = __import__(module, fromlist=[function])
+        assert callable(getattr(imported, function))
+
+
+def test_launch_files_start_executables_that_setup_installs():
+    scripts = console_scripts()
+    launch_files = sorted((PACKAGE_DIR / 'launch').glob('*.launch.py'))
+    assert launch_files
+    for path in launch_files:
+        tree = ast.parse(path.read_text())
+        calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)
+                 and getattr(n.func, 'id', None) == 'Node']
+        assert calls, f'{path.name} starts no Node'
+        for call in calls:
+            kwargs = {k.arg: k.value for k in call.keywords}
+            assert ast.literal_eval(kwargs['package']) == 'ssl_obstacle'
+            assert ast.literal_eval(kwargs['executable']) in scripts
+
+
+@pytest.mark.parametrize('config', sorted((PACKAGE_DIR / 'config').glob('*.yaml')),
+                         ids=lambda p: p.name)
+def test_every_parameter_in_the_config_is_declared_by_the_node(config):
+    values = read_ros_parameters(config, 'labeler')
+    context = Context()
+    rclpy.init(context=context)
+    try:
+        node = LabelerNode(context=context)
+        try:
+            declared = set(node._parameters)
+            assert set(values) <= declared, f'undeclared: {set(values) - declared}'
+            for name, value in values.items():  # the file's types match the declarations
+                assert type(node.get_parameter(name).value) is type(value), name
+        finally:
+            node.close()
+            node.destroy_node()
+    finally:
+        rclpy.shutdown(context=context)
+
+
+def test_colcon_installed_the_executable_launch_and_config_files():
+    assert (INSTALL_DIR / 'lib' / 'ssl_obstacle' / 'labeler').is_file()
+    assert os.access(INSTALL_DIR / 'lib' / 'ssl_obstacle' / 'labeler', os.X_OK)
+    share = INSTALL_DIR / 'share' / 'ssl_obstacle'
+    assert (share / 'package.xml').is_file()
+    assert (share / 'config' / 'labeler.yaml').is_file()
+    assert (share / 'launch' / 'labeler.launch.py').is_file()
+    index = INSTALL_DIR / 'share' / 'ament_index' / 'resource_index' / 'packages'
+    assert (index / 'ssl_obstacle').is_file()
