@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from nav_msgs.msg import Odometry
+from rcl_interfaces.msg import ParameterDescriptor
 import rclpy
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, qos_profile_sensor_data, QoSProfile, ReliabilityPolicy
@@ -36,6 +37,33 @@ LABELED_FRAMES_QOS = QoSProfile(
     history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.RELIABLE)
 
 _STOP = object()
+
+#: Shown by ``ros2 param describe``; the YAML file in config/ carries the same notes.
+PARAMETER_DESCRIPTIONS = {
+    'sensor_names': 'proximity sensors, in grid row order',
+    'distances': 'metres ahead of the frame pose, one grid column each',
+    'tol_x': 'metres: |dx - d| tolerance of the label rule',
+    'tol_y': 'metres: lateral tolerance of the label rule',
+    'tol_theta': 'radians: heading tolerance of the label rule',
+    'past_window': 'seconds: readings this much before a frame still label it',
+    'future_window': 'seconds: readings up to this much after a frame label it',
+    'reorder_window': 'seconds: messages this much older than the newest still count',
+    'time_jump_threshold': 'seconds: a stamp this far back means the stream restarted',
+    'max_pending_frames': 'frames collecting labels at most (oldest give way)',
+    'max_waiting': 'messages waiting for odometry at most',
+    'max_age': 'seconds: frames and messages older than this are evicted',
+    'odom_history': 'odometry samples kept for interpolation',
+    'proximity_source': "'range' (one Range per sensor) or 'laser' (proximity/laser)",
+    'laser_sensor_order': 'sensor of each laser beam, in beam order (right to left)',
+    'too_close_is_obstacle': 'count a Range of -inf (REP 117 too close) as an obstacle',
+    'image_width': 'pixels: width of published frames (learner input)',
+    'image_height': 'pixels: height of published frames (learner input)',
+    'camera_transport': "'raw' (camera/image_raw) or 'compressed' (.../compressed)",
+    'queue_size': 'messages waiting for the worker thread at most',
+    'sensor_qos_depth': 'history depth of the best-effort sensor subscriptions',
+    'stale_timeout': 'seconds without a message before a stream is reported stale',
+    'status_period': 'seconds between /diagnostics messages',
+}
 
 
 class LabelerNode(Node):
@@ -73,7 +101,7 @@ class LabelerNode(Node):
     def _declare_parameters(self) -> tuple[LabelParams, InputSettings, dict[str, Any]]:
         defaults = LabelParams().to_dict()
         for name, value in defaults.items():
-            self.declare_parameter(name, value)
+            self._declare(name, value)
         input_defaults = InputSettings()
         node_defaults = {
             'proximity_source': input_defaults.proximity_source,
@@ -88,7 +116,7 @@ class LabelerNode(Node):
             'status_period': 1.0,
         }
         for name, value in node_defaults.items():
-            self.declare_parameter(name, value)
+            self._declare(name, value)
         values = {name: self.get_parameter(name).value
                   for name in list(defaults) + list(node_defaults)}
         params = LabelParams.from_mapping(values)
@@ -104,6 +132,11 @@ class LabelerNode(Node):
             'status_period': float(values['status_period']),
         }
         return params, settings, node_settings
+
+    def _declare(self, name: str, value: Any) -> None:
+        descriptor = ParameterDescriptor(description=PARAMETER_DESCRIPTIONS.get(name, ''),
+                                         read_only=True)
+        self.declare_parameter(name, value, descriptor)
 
     def _subscribe(self, transport: str, depth: int) -> None:
         # Best effort, as qos_profile_sensor_data: matches both best-effort and reliable
