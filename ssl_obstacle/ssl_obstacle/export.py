@@ -28,7 +28,7 @@ from .core.dataset import DatasetWriter
 from .core.params import LabelParams
 from .io.bags import (BagError, BagReader, feed_pipeline, FeedStats, message_count,
                       plan_streams, Stream)
-from .io.params_file import load_labeler_config
+from .io.params_file import load_labeler_config, unknown_parameters
 from .io.pipeline import InputSettings, LabelingPipeline
 
 
@@ -77,6 +77,10 @@ def _load_config(params_path: str | None) -> tuple[LabelParams, InputSettings, s
         raise ExportError(f'cannot use parameter file {params_path!r}: {error}') from error
     except Exception as error:  # e.g. yaml.YAMLError: report it, do not trace it
         raise ExportError(f'cannot parse parameter file {params_path!r}: {error}') from error
+    unknown = unknown_parameters(values)
+    if unknown:
+        print(f'warning: {params_path} sets unknown parameter(s) {", ".join(unknown)}; '
+              'they are ignored', file=sys.stderr)
     transport = str(values.get('camera_transport', 'raw'))
     return params, settings, transport
 

@@ -8,9 +8,9 @@ import pathlib
 
 from catkin_pkg.package import parse_package
 import pytest
-from rclpy.context import Context
 import rclpy
-from ssl_obstacle.io.params_file import read_ros_parameters
+from rclpy.context import Context
+from ssl_obstacle.io.params_file import read_ros_parameters, unknown_parameters
 from ssl_obstacle.nodes.labeler_node import LabelerNode
 from ssl_obstacle.nodes.registry import NODES
 
@@ -96,3 +96,10 @@ def test_colcon_installed_the_executable_launch_and_config_files():
     assert (share / 'launch' / 'labeler.launch.py').is_file()
     index = INSTALL_DIR / 'share' / 'ament_index' / 'resource_index' / 'packages'
     assert (index / 'ssl_obstacle').is_file()
+
+
+def test_unknown_parameters_are_named_not_silently_ignored():
+    assert unknown_parameters({'tolx': 0.02, 'tol_x': 0.02, 'use_sim_time': True,
+                               'camera_transport': 'raw', 'image_width': 80}) == ['tolx']
+    shipped = read_ros_parameters(PACKAGE_DIR / 'config' / 'labeler.yaml', 'labeler')
+    assert unknown_parameters(shipped) == []

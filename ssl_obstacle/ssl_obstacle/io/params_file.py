@@ -15,6 +15,30 @@ import yaml
 from .pipeline import InputSettings
 from ..core.params import LabelParams
 
+#: Parameters of the labeler node that are neither label rule nor input settings.
+NODE_PARAMETERS: dict[str, Any] = {
+    'camera_transport': 'raw',
+    'queue_size': 200,
+    'sensor_qos_depth': 5,
+    'stale_timeout': 1.0,
+    'status_period': 1.0,
+}
+#: Parameters every rclpy node has.
+_ROS_PARAMETERS = {'use_sim_time', 'qos_overrides', 'start_type_description_service'}
+
+
+def unknown_parameters(values: Mapping[str, Any]) -> list[str]:
+    """
+    List the names in ``values`` that the labeler does not know.
+
+    ROS ignores overrides of undeclared parameters without a word, so a typo such as
+    ``tolx`` would silently keep the default; callers warn about these instead.
+    """
+    known = set(LabelParams().to_dict()) | set(InputSettings.__dataclass_fields__) | \
+        set(NODE_PARAMETERS) | _ROS_PARAMETERS
+    return sorted(name for name in values if name not in known
+                  and not name.startswith('qos_overrides.'))
+
 
 def read_ros_parameters(path: str | pathlib.Path, node_name: str = 'labeler') -> dict[str, Any]:
     """

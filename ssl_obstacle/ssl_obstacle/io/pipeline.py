@@ -116,7 +116,9 @@ class LabelingPipeline:
         except BadInput as error:
             self._bad(error)
         stamp = stamp_to_ns(msg.header.stamp)
-        index = self.labeler.sensor_index[sensor]
+        index = self.labeler.sensor_index.get(sensor)
+        if index is None:
+            self._bad(BadInput('unknown_sensor', f'no sensor named {sensor!r} is configured'))
         return self._note(sensor, stamp, self.labeler.add_readings(stamp, [index], [hit]))
 
     def on_laser(self, msg: Any) -> Outcome:

@@ -28,7 +28,7 @@ from ..core.labeler import Outcome
 from ..core.params import LabelParams
 from ..io.conversions import BadInput
 from ..io.messages import labeled_frame_msg
-from ..io.params_file import settings_from_mapping
+from ..io.params_file import NODE_PARAMETERS, settings_from_mapping, unknown_parameters
 from ..io.pipeline import InputSettings, LabelingPipeline
 
 #: LabeledFrames are the learner's training data: reliable, with room for bursts
@@ -109,16 +109,16 @@ class LabelerNode(Node):
             'too_close_is_obstacle': input_defaults.too_close_is_obstacle,
             'image_width': input_defaults.image_width,
             'image_height': input_defaults.image_height,
-            'camera_transport': 'raw',
-            'queue_size': 200,
-            'sensor_qos_depth': 5,
-            'stale_timeout': 1.0,
-            'status_period': 1.0,
+            **NODE_PARAMETERS,
         }
         for name, value in node_defaults.items():
             self._declare(name, value)
         values = {name: self.get_parameter(name).value
                   for name in list(defaults) + list(node_defaults)}
+        unknown = unknown_parameters(getattr(self, '_parameter_overrides', {}))
+        if unknown:
+            self.get_logger().warning(
+                f'ignoring unknown parameter(s) {", ".join(unknown)} (typo in the YAML file?)')
         params = LabelParams.from_mapping(values)
         settings = settings_from_mapping(values)
         transport = str(values['camera_transport'])
