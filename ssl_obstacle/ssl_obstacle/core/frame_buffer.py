@@ -1,4 +1,5 @@
-"""Frames waiting for their labels, indexed by where they were taken.
+"""
+Frames waiting for their labels, indexed by where they were taken.
 
 A proximity reading can only label frames whose position is within ``reach`` of the robot
 at the reading's stamp (DESIGN.md §5). A uniform grid with cells ``reach`` wide answers
@@ -6,114 +7,186 @@ at the reading's stamp (DESIGN.md §5). A uniform grid with cells ``reach`` wide
 so the cost of a reading does not grow with the buffer. A KD-tree would need rebuilding on
 every insertion; the grid is updated in O(1).
 
-Label accumulators live in preallocated numpy arrays indexed by slot, so one reading
-updates all its frames with a single fancy-indexed addition.
+Frame data (stamps, poses, the cosine and sine of their yaws, label accumulators) live in
+preallocated numpy arrays indexed by slot, so that one reading relates itself to all its
+candidate frames and updates their counters in a few vectorised operations. Free slots are
+reused lowest first, which keeps the frames packed below :attr:`high_water`. While that
+prefix is short, scanning all of it through array *views* is cheaper than asking the grid
+(numpy's per-call overhead dominates arrays of a few hundred elements, and views avoid the
+copies of fancy indexing); :meth:`~PoseIndexedFrameBuffer.candidates` picks the cheaper.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
-from typing import Any, Iterator
+from heapq import heappop, heappush
+from math import cos, floor, sin
+from typing import Any
 
 import numpy as np
 
-
-@dataclass
-class FrameRecord:
-    """What the buffer returns when a frame leaves it."""
-
-    stamp: int
-    pose: np.ndarray
-    payload: Any
-    counts: np.ndarray
-    positives: np.ndarray
+#: While no slot above this is in use, readings scan all slots up to it rather than the grid.
+DEFAULT_SCAN_LIMIT = 256
 
 
 class PoseIndexedFrameBuffer:
-    """A bounded set of frames with per-cell counters and a spatial index on their poses."""
+    """
+    A bounded set of frames with per-cell counters and a spatial index on their poses.
 
-    def __init__(self, capacity: int, num_sensors: int, num_distances: int, cell_size: float):
+    Frames must be added in stamp order (the labeler inserts them in key order), which is
+    what makes "oldest" a queue head instead of a search.
+    """
+
+    def __init__(self, capacity: int, num_sensors: int, num_distances: int,
+                 cell_size: float, scan_limit: int = DEFAULT_SCAN_LIMIT) -> None:
+        """
+        Allocate room for ``capacity`` frames of ``num_sensors`` × ``num_distances`` cells.
+
+        ``cell_size`` must exceed the farthest a reading can be from a frame it labels, for
+        the grid to return a superset of the frames a reading can label. ``scan_limit``:
+        see :meth:`candidates`.
+        """
         self.capacity = int(capacity)
         self.cell_size = float(max(cell_size, 1e-3))
+        self.scan_limit = int(scan_limit)
         self.stamps = np.zeros(self.capacity, dtype=np.int64)
-        self.poses = np.zeros((self.capacity, 3), dtype=np.float64)
-        self.active = np.zeros(self.capacity, dtype=bool)
-        self.counts = np.zeros((self.capacity, num_sensors, num_distances), dtype=np.uint16)
-        self.positives = np.zeros((self.capacity, num_sensors, num_distances), dtype=np.uint16)
+        #: x, y, yaw of each frame; x and y are NaN in free slots, so that distance tests
+        #: never select them.
+        self.poses = np.full((self.capacity, 3), np.nan, dtype=np.float64)
+        # cos and sin of the yaw, computed once per frame instead of once per reading.
+        self.cos = np.zeros(self.capacity, dtype=np.float64)
+        self.sin = np.zeros(self.capacity, dtype=np.float64)
+        #: Matching readings ``[:, 0]`` and those that saw an obstacle ``[:, 1]``, per cell.
+        self.tallies = np.zeros((self.capacity, 2, num_sensors, num_distances), dtype=np.uint16)
         self._payloads: list[Any] = [None] * self.capacity
         self._cells: list[tuple[int, int] | None] = [None] * self.capacity
+        # Stamp of the frame in each slot (None when free), as Python ints for cheap tests.
+        self._slot_stamps: list[int | None] = [None] * self.capacity
+        self._slot_of_stamp: dict[int, int] = {}
         self._grid: dict[tuple[int, int], set[int]] = {}
-        self._free = list(range(self.capacity - 1, -1, -1))
-        self._order: deque[tuple[int, int]] = deque()  # (slot, stamp) in insertion order
+        self._free = list(range(self.capacity))  # a min-heap: lowest free slot first
+        self._high_water = 0
+        # (stamp, slot) in insertion (= stamp) order; entries of removed frames are skipped.
+        self._order: deque[tuple[int, int]] = deque()
 
     def __len__(self) -> int:
-        return self.capacity - len(self._free)
+        """Frames held."""
+        return len(self._slot_of_stamp)
+
+    def __contains__(self, stamp: object) -> bool:
+        """Whether a frame with this stamp is held."""
+        return stamp in self._slot_of_stamp
+
+    @property
+    def counts(self) -> np.ndarray:
+        """Return the matching readings per slot and cell, (capacity, S, D) (a view)."""
+        return self.tallies[:, 0]
+
+    @property
+    def positives(self) -> np.ndarray:
+        """Return the matching readings that saw an obstacle, (capacity, S, D) (a view)."""
+        return self.tallies[:, 1]
 
     @property
     def full(self) -> bool:
+        """Whether :meth:`add` needs a frame removed first."""
         return not self._free
 
-    def _cell_of(self, x: float, y: float) -> tuple[int, int]:
-        return int(np.floor(x / self.cell_size)), int(np.floor(y / self.cell_size))
+    @property
+    def high_water(self) -> int:
+        """One past the highest slot in use since the buffer was last empty."""
+        return self._high_water
 
-    def add(self, stamp: int, pose: np.ndarray, payload: Any) -> int:
-        """Store a frame; the caller makes room first (see :meth:`oldest`)."""
-        slot = self._free.pop()
+    def _cell_of(self, x: float, y: float) -> tuple[int, int]:
+        size = self.cell_size
+        return floor(x / size), floor(y / size)
+
+    def add(self, stamp: int, x: float, y: float, yaw: float, payload: Any) -> int:
+        """Store a frame taken at pose ``(x, y, yaw)``; the caller makes room first."""
+        slot = heappop(self._free)
+        if slot >= self._high_water:
+            self._high_water = slot + 1
         self.stamps[slot] = stamp
-        self.poses[slot] = pose
-        self.active[slot] = True
-        self.counts[slot] = 0
-        self.positives[slot] = 0
+        self.poses[slot] = x, y, yaw
+        self.cos[slot] = cos(yaw)
+        self.sin[slot] = sin(yaw)
+        self.tallies[slot] = 0
         self._payloads[slot] = payload
-        cell = self._cell_of(pose[0], pose[1])
+        self._slot_stamps[slot] = stamp
+        self._slot_of_stamp[stamp] = slot
+        cell = self._cell_of(x, y)
         self._cells[slot] = cell
-        self._grid.setdefault(cell, set()).add(slot)
-        self._order.append((slot, stamp))
+        members = self._grid.get(cell)
+        if members is None:
+            self._grid[cell] = {slot}
+        else:
+            members.add(slot)
+        self._order.append((stamp, slot))
         return slot
 
-    def remove(self, slot: int) -> FrameRecord:
-        """Take a frame out and return it with its accumulated counters."""
-        record = FrameRecord(
-            stamp=int(self.stamps[slot]),
-            pose=self.poses[slot].copy(),
-            payload=self._payloads[slot],
-            counts=self.counts[slot].copy(),
-            positives=self.positives[slot].copy(),
-        )
+    def stamp_of(self, slot: int) -> int:
+        """Stamp of the frame in ``slot``."""
+        return self._slot_stamps[slot]
+
+    def remove(self, slot: int) -> Any:
+        """Take a frame out and return its payload (read its pose and tallies before)."""
+        stamp = self._slot_stamps[slot]
+        del self._slot_of_stamp[stamp]
+        self._slot_stamps[slot] = None
+        payload = self._payloads[slot]
+        self._payloads[slot] = None
         cell = self._cells[slot]
+        self._cells[slot] = None
         members = self._grid[cell]
         members.discard(slot)
         if not members:
             del self._grid[cell]
-        self._payloads[slot] = None
-        self._cells[slot] = None
-        self.active[slot] = False
-        self._free.append(slot)
-        return record
-
-    def _prune_order(self) -> None:
-        while self._order:
-            slot, stamp = self._order[0]
-            if self.active[slot] and self.stamps[slot] == stamp:
-                return
-            self._order.popleft()
+        self.poses[slot, :2] = np.nan
+        heappush(self._free, slot)
+        if not self._slot_of_stamp:
+            self._high_water = 0
+            self._order.clear()
+        return payload
 
     def oldest(self) -> int | None:
-        """Slot of the oldest frame still held (frames enter in stamp order)."""
-        self._prune_order()
-        return self._order[0][0] if self._order else None
+        """Slot of the oldest frame held, or None when empty."""
+        order = self._order
+        stamps = self._slot_stamps
+        while order:
+            stamp, slot = order[0]
+            if stamps[slot] == stamp:
+                return slot
+            order.popleft()
+        return None
 
-    def iter_oldest(self) -> Iterator[int]:
-        """Slots from the oldest on; stop iterating before removing what it yields."""
-        self._prune_order()
-        for slot, stamp in self._order:
-            if self.active[slot] and self.stamps[slot] == stamp:
-                yield slot
+    def oldest_stamp(self) -> int | None:
+        """Stamp of the oldest frame held, or None when empty."""
+        slot = self.oldest()
+        return None if slot is None else self._slot_stamps[slot]
+
+    def slots_up_to(self, stamp: int) -> list[int]:
+        """Slots of the frames with stamps at or before ``stamp``, oldest first."""
+        stamps = self._slot_stamps
+        found = []
+        for frame_stamp, slot in self._order:
+            if frame_stamp > stamp:
+                break
+            if stamps[slot] == frame_stamp:
+                found.append(slot)
+        return found
+
+    def slots_in_order(self) -> list[int]:
+        """Slots of every frame held, oldest first."""
+        stamps = self._slot_stamps
+        return [slot for stamp, slot in self._order if stamps[slot] == stamp]
 
     def near(self, x: float, y: float) -> np.ndarray:
-        """Slots of frames in the 3×3 grid cells around ``(x, y)``: a superset of those within
-        one cell size, which callers then filter exactly."""
+        """
+        Slots of frames in the 3×3 grid cells around ``(x, y)``.
+
+        A superset of the frames closer than one cell size (one exactly that far may be two
+        cells over), which callers then filter exactly.
+        """
         cx, cy = self._cell_of(x, y)
         grid = self._grid
         found: list[int] = []
@@ -122,15 +195,23 @@ class PoseIndexedFrameBuffer:
                 members = grid.get((ix, iy))
                 if members:
                     found.extend(members)
-        return np.fromiter(found, dtype=np.intp, count=len(found))
+        return np.array(found, dtype=np.intp)
 
-    def active_slots(self) -> np.ndarray:
-        return np.flatnonzero(self.active)
+    def candidates(self, x: float, y: float) -> slice | np.ndarray:
+        """
+        Index (into the per-slot arrays) of the frames a reading at ``(x, y)`` may label.
 
-    def clear(self) -> list[int]:
-        """Remove every frame; return how many were dropped."""
-        slots = list(self.active_slots())
-        for slot in slots:
-            self.remove(int(slot))
+        Either a slice over the used prefix, which may include free slots (their NaN
+        positions fail every test), or the slots that :meth:`near` finds.
+        """
+        if self._high_water <= self.scan_limit:
+            return slice(0, self._high_water)
+        return self.near(x, y)
+
+    def clear(self) -> int:
+        """Remove every frame; return how many were held."""
+        held = len(self)
+        for slot in self.slots_in_order():
+            self.remove(slot)
         self._order.clear()
-        return slots
+        return held

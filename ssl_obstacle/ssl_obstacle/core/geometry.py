@@ -1,4 +1,5 @@
-"""SE(2) geometry and odometry interpolation, vectorised over numpy arrays.
+"""
+SE(2) geometry and odometry interpolation, vectorised over numpy arrays.
 
 Poses are arrays whose last axis is ``(x, y, yaw)``. Stamps are integer nanoseconds, as in
 ROS headers, so that ordering and equality are exact (float seconds lose precision after a
@@ -18,7 +19,8 @@ def wrap_angle(angle: np.ndarray | float) -> np.ndarray | float:
 
 
 def relative_pose(origin: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Return ``origin^-1 ∘ target``: where ``target`` lies in the frame of ``origin``.
+    """
+    Return ``origin^-1 ∘ target``: where ``target`` lies in the frame of ``origin``.
 
     Both arguments broadcast against each other, so one reading's pose can be related to
     many frames' poses in one call, which is how the label rule stays vectorised.
@@ -63,15 +65,17 @@ def quaternion_from_yaw(yaw: float) -> tuple[float, float, float, float]:
 
 
 class PoseHistory:
-    """A bounded, time-ordered odometry history that interpolates poses at any stamp.
+    """
+    A bounded, time-ordered odometry history that interpolates poses at any stamp.
 
     Samples live in preallocated numpy arrays with twice the capacity; appending is O(1)
-    amortised (the newest half is copied to the front when the arrays fill), lookups are a
-    single ``searchsorted``. Interpolation is linear in x and y and along the shortest arc in
-    yaw, so a robot turning through ±pi does not spin the long way round.
+    amortised (the newest samples are copied to the front when the arrays fill), lookups are
+    a single ``searchsorted``. Interpolation is linear in x and y and along the shortest arc
+    in yaw, so a robot turning through ±pi does not spin the long way round.
     """
 
     def __init__(self, capacity: int = 4096) -> None:
+        """Hold at most ``capacity`` samples; the oldest give way beyond that."""
         if capacity < 2:
             raise ValueError('PoseHistory needs room for at least two samples')
         self.capacity = int(capacity)
@@ -79,13 +83,18 @@ class PoseHistory:
         self._poses = np.empty((2 * self.capacity, 3), dtype=np.float64)
         self._start = 0
         self._end = 0
+        # The newest stamp as a Python int: odometry arrives in order almost always, and
+        # comparing against it is what makes the common append cheap.
+        self._last: int | None = None
 
     def __len__(self) -> int:
+        """Return how many samples are held."""
         return self._end - self._start
 
     def clear(self) -> None:
         """Forget every sample (used when the stream restarts)."""
         self._start = self._end = 0
+        self._last = None
 
     @property
     def stamps(self) -> np.ndarray:
@@ -99,33 +108,37 @@ class PoseHistory:
 
     @property
     def first_stamp(self) -> int | None:
-        return int(self._stamps[self._start]) if len(self) else None
+        """Oldest stamp held: poses before it are unknown."""
+        return int(self._stamps[self._start]) if self._end > self._start else None
 
     @property
     def last_stamp(self) -> int | None:
-        return int(self._stamps[self._end - 1]) if len(self) else None
+        """Newest stamp held: poses after it are unknown."""
+        return self._last
 
     def insert(self, stamp: int, pose: np.ndarray | tuple[float, float, float]) -> bool:
-        """Insert a sample in stamp order; return False for a duplicate stamp (ignored).
+        """
+        Insert a sample in stamp order; return False for a duplicate stamp (ignored).
 
         Out-of-order samples are placed where they belong; deciding whether a sample is too
         late to accept is the caller's business (see :class:`~.labeler.Labeler`).
         """
         if self._end == self._stamps.shape[0]:
             self._compact()
-        stamps = self.stamps
-        if len(stamps) == 0 or stamp > stamps[-1]:
+        last = self._last
+        if last is None or stamp > last:
             index = self._end
+            self._last = stamp
         else:
-            index = self._start + int(np.searchsorted(stamps, stamp))
-            if index < self._end and self._stamps[index] == stamp:
+            index = self._start + int(np.searchsorted(self.stamps, stamp))
+            if self._stamps[index] == stamp:  # index < _end: stamp <= last
                 return False
             self._stamps[index + 1:self._end + 1] = self._stamps[index:self._end].copy()
             self._poses[index + 1:self._end + 1] = self._poses[index:self._end].copy()
         self._stamps[index] = stamp
         self._poses[index] = pose
         self._end += 1
-        if len(self) > self.capacity:
+        if self._end - self._start > self.capacity:
             self._start += 1
         return True
 
@@ -142,19 +155,21 @@ class PoseHistory:
             self._start += index
 
     def interpolate(self, stamps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Poses at ``stamps`` and a mask of which could be interpolated.
+        """
+        Poses at ``stamps`` and a mask of which could be interpolated.
 
         A stamp is valid when it lies within the history (inclusive); outside it the pose is
-        unknown, never extrapolated, because an extrapolated pose would produce a wrong label.
+        unknown (NaN), never extrapolated, because an extrapolated pose would produce a
+        wrong label.
         """
         stamps = np.asarray(stamps, dtype=np.int64)
         known_stamps, known_poses = self.stamps, self.poses
         count = len(known_stamps)
         if count == 0:
-            return np.full(stamps.shape + (3,), np.nan), np.zeros(stamps.shape, dtype=bool)
+            return np.full((*stamps.shape, 3), np.nan), np.zeros(stamps.shape, dtype=bool)
         valid = (stamps >= known_stamps[0]) & (stamps <= known_stamps[-1])
         if count == 1:
-            out = np.full(stamps.shape + (3,), np.nan)
+            out = np.full((*stamps.shape, 3), np.nan)
             out[valid] = known_poses[0]
             return out, valid
         upper = np.searchsorted(known_stamps, stamps, side='left')

@@ -1,10 +1,12 @@
-"""The self-supervised label rule of Nava et al. 2019, as an incremental stream processor.
+"""
+The self-supervised label rule of Nava et al. 2019, as an incremental stream processor.
 
 Frames, proximity readings and odometry arrive in any interleaving. Each frame and reading
 waits until odometry *settles* around its stamp, then all of them are processed in stamp
 order, so the labels depend only on the stamps and values of the messages, not on the order
-in which a network or a bag delivered them (within ``reorder_window``). Online node and
-offline export feed this same class, which is what makes their labels identical.
+in which a network or a bag delivered them (within ``reorder_window``), nor on how often
+:meth:`Labeler.poll` is called. Online node and offline export feed this same class, which
+is what makes their labels identical.
 
 Ordering rules (refining DESIGN.md §5, see docs/architecture.md):
 
@@ -14,28 +16,37 @@ Ordering rules (refining DESIGN.md §5, see docs/architecture.md):
   arrives is newer than the watermark.
 * A frame has key ``t``; a reading has key ``t' + past_window`` so that every frame it may
   label (stamps up to ``t' + past_window``) is already in the buffer when it is applied.
-  Items with ``key <= H`` are processed in key order, frames before readings on ties.
+  Items with ``key <= H`` are processed in key order, frames before readings on ties;
+  readings sharing a stamp are applied together (their counts simply add up).
 * After processing the items up to each settled odometry sample ``u``, frames are finalised
   when every cell is known, when ``t + future_window + past_window <= u`` (every reading
   that could label them has been applied), or when the robot, at ``u - past_window``, is
-  farther than ``max(d) + 2 tol_x`` from the frame.
-* An item whose key is at or below the processed horizon is *late* and rejected; a stamp
-  more than ``time_jump_threshold`` behind ``newest`` means the stream restarted (a bag
-  played in a loop): everything pending is dropped and labeling starts afresh.
+  farther than ``max(d) + 2 tol_x`` from the frame (frames taken after ``u - past_window``
+  excepted). Frames finalised at the same step come out in stamp order.
+* An input whose key (odometry: its stamp) is at or below ``H`` *as computed from the
+  stamps seen so far* is *late* and rejected, whether or not :meth:`Labeler.poll` has run
+  since: eager and batched polling accept exactly the same inputs. A stamp more than
+  ``time_jump_threshold`` behind ``newest`` means the stream restarted (a bag played in a
+  loop): what had settled before the jump is processed, everything still pending is
+  dropped and labeling starts afresh.
+* At the end of a stream (:meth:`Labeler.flush`) odometry up to its last sample counts as
+  settled; readings taken up to that sample are applied too (their key may lie beyond it),
+  then every pending frame is finalised.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
-import enum
-import heapq
-import itertools
-from typing import Any
+from dataclasses import dataclass, fields
+from enum import Enum
+from heapq import heappop, heappush
+from itertools import count
+from math import isfinite
+from typing import Any, Sequence
 
 import numpy as np
 
-from .frame_buffer import FrameRecord, PoseIndexedFrameBuffer
-from .geometry import PoseHistory, relative_pose
+from .frame_buffer import PoseIndexedFrameBuffer
+from .geometry import PoseHistory, TWO_PI
 from .params import LabelParams
 
 NS_PER_S = 1_000_000_000
@@ -43,10 +54,15 @@ NS_PER_S = 1_000_000_000
 #: are not decided by floating-point rounding.
 EPSILON = 1e-9
 
+# A waiting item is a tuple, so that the heap compares keys in C:
+#   frame:   (key, _FRAME, seq, stamp, payload, None)
+#   reading: (key, _READING, seq, stamp, sensors, hits)   sensors, hits: tuples
+# ``seq`` is unique, so comparisons never reach the payload.
 _FRAME, _READING = 0, 1
+_KEY, _KIND, _SEQ, _STAMP, _DATA, _HITS = range(6)
 
 
-class Outcome(enum.Enum):
+class Outcome(Enum):
     """What happened to one input; callers log and count the non-accepted ones."""
 
     ACCEPTED = 'accepted'
@@ -58,17 +74,23 @@ class Outcome(enum.Enum):
 
 @dataclass
 class LabeledResult:
-    """A finalised frame with at least one known cell."""
+    """
+    A finalised frame with at least one known cell.
+
+    The arrays are views into arrays shared by the frames one poll() returns (built in one
+    go); each view covers only its own frame.
+    """
 
     stamp: int
-    pose: np.ndarray
+    pose: np.ndarray  # float64 (3,): x, y, yaw in the odometry frame
     payload: Any
     labels: np.ndarray  # float32 (S, D), NaN where unknown
-    counts: np.ndarray  # uint8 (S, D)
-    reason: str
+    counts: np.ndarray  # uint8 (S, D), saturating at 255
+    reason: str  # 'complete', 'window', 'reach' or 'flush'
 
     @property
     def known_cells(self) -> int:
+        """Cells with at least one matching reading."""
         return int(np.count_nonzero(self.counts))
 
 
@@ -97,58 +119,71 @@ class LabelerCounters:
     final_flush: int = 0
 
     def as_dict(self) -> dict[str, int]:
+        """Plain values, for status messages and export summaries."""
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-@dataclass(order=True)
-class _Waiting:
-    key: int
-    kind: int
-    seq: int
-    stamp: int = field(compare=False)
-    payload: Any = field(compare=False, default=None)
-    sensors: np.ndarray | None = field(compare=False, default=None)
-    hits: np.ndarray | None = field(compare=False, default=None)
+def _as_tuple(values: Any, dtype: type) -> tuple:
+    """
+    Flatten sensors or hits into a tuple of Python scalars, like ``np.asarray`` would.
+
+    Lists and tuples of plain ints and bools (what the pipeline passes) skip numpy, which
+    for one or five values costs more than the label rule itself.
+    """
+    if type(values) is list or type(values) is tuple:
+        for value in values:
+            if type(value) is not dtype:
+                break
+        else:
+            return tuple(values)
+    return tuple(np.asarray(values, dtype=np.intp if dtype is int else bool).reshape(-1).tolist())
 
 
 class Labeler:
     """Turns frames, proximity readings and odometry into labeled frames (pure, no ROS)."""
 
     def __init__(self, params: LabelParams | None = None) -> None:
+        """Label with ``params`` (default: the paper's rule and the Thymio's sensors)."""
         self.params = params or LabelParams()
         p = self.params
         self.num_sensors = len(p.sensor_names)
         self.distances = np.asarray(p.distances, dtype=np.float64)
         self.sensor_index = {name: i for i, name in enumerate(p.sensor_names)}
-        self._past = int(round(p.past_window * NS_PER_S))
-        self._future = int(round(p.future_window * NS_PER_S))
-        self._reorder = int(round(p.reorder_window * NS_PER_S))
-        self._jump = int(round(p.time_jump_threshold * NS_PER_S))
-        self._max_age = int(round(p.max_age * NS_PER_S))
+        self._past = round(p.past_window * NS_PER_S)
+        self._future = round(p.future_window * NS_PER_S)
+        self._reorder = round(p.reorder_window * NS_PER_S)
+        self._jump = round(p.time_jump_threshold * NS_PER_S)
+        self._max_age = round(p.max_age * NS_PER_S)
         self._tol_x = p.tol_x + EPSILON
         self._tol_y = p.tol_y + EPSILON
         self._tol_theta = p.tol_theta + EPSILON
-        self._reach = p.reach + EPSILON
         self._out_of_reach_sq = p.out_of_reach ** 2
         self.counters = LabelerCounters()
         self._history = PoseHistory(p.odom_history)
+        # Cells a little wider than the reach: the tolerances carry EPSILON of slack, and a
+        # frame a hair beyond ``reach`` that still matches must be among the neighbours.
         self._buffer = PoseIndexedFrameBuffer(
-            p.max_pending_frames, self.num_sensors, len(self.distances), p.reach)
-        self._seq = itertools.count()
-        self._ready: list[LabeledResult] = []
+            p.max_pending_frames, self.num_sensors, len(self.distances), p.reach + 1e-6)
+        self._seq = count()
+        self._tallies: dict[tuple, np.ndarray] = {}
+        # Finalised frames not yet returned: their tallies and poses, a batch per
+        # finalisation step, plus (stamp, payload, reason) per frame. Labels are computed
+        # for all of them at once when poll() or flush() hands them out.
+        self._ready_tallies: list[np.ndarray] = []
+        self._ready_poses: list[np.ndarray] = []
+        self._ready_frames: list[tuple[int, Any, str]] = []
         self._reset_state()
 
     # ------------------------------------------------------------------ state
     def _reset_state(self) -> None:
-        self._waiting: list[_Waiting] = []
+        self._waiting: list[tuple] = []
         self._waiting_frame_stamps: set[int] = set()
-        self._pending_frame_stamps: set[int] = set()
         self._newest: int | None = None
         self._horizon: int | None = None  # last settled odometry stamp processed
 
     def reset(self) -> int:
         """Drop everything pending (stream restarted); return how many frames were dropped."""
-        dropped = len(self._buffer.clear()) + len(self._waiting_frame_stamps)
+        dropped = self._buffer.clear() + len(self._waiting_frame_stamps)
         self._history.clear()
         self._reset_state()
         return dropped
@@ -165,29 +200,37 @@ class Labeler:
 
     @property
     def odometry_samples(self) -> int:
+        """Odometry samples held for interpolation."""
         return len(self._history)
 
     @property
     def newest_stamp(self) -> int | None:
+        """Largest stamp seen on any stream since the last reset."""
         return self._newest
 
     # ------------------------------------------------------------------ input
     def _admit(self, stamp: int) -> Outcome | None:
         """Handle time going backwards; return an outcome if the input must not be used."""
-        if self._newest is None:
+        newest = self._newest
+        if newest is None:
             self._newest = stamp
             return None
-        if stamp < self._newest - self._jump:
+        if stamp > newest:
+            self._newest = stamp
+            return None
+        if stamp < newest - self._jump:
+            # Finish what had settled before the jump, so that the labels do not depend on
+            # whether poll() ran just before it.
+            self._advance()
             self.counters.resets += 1
             self.counters.dropped_on_reset += self.reset()
             self._newest = stamp
             return Outcome.RESET
-        if stamp > self._newest:
-            self._newest = stamp
         return None
 
     def _settled_limit(self) -> int | None:
-        """Newest odometry stamp at or below the watermark: odometry up to it is final.
+        """
+        Newest odometry stamp at or below the watermark: odometry up to it is final.
 
         It depends only on the stamps seen so far, not on when :meth:`poll` ran, so eager
         (online) and batched (offline) use reject exactly the same inputs as late.
@@ -202,12 +245,18 @@ class Labeler:
         return limit
 
     def _is_late(self, key: int) -> bool:
+        """Whether ``key`` is at or below the settled limit (call after :meth:`_admit`)."""
+        horizon = self._horizon
+        if horizon is not None and key <= horizon:
+            return True
+        if key > self._newest - self._reorder:
+            return False  # above the watermark: nothing this new has settled
         limit = self._settled_limit()
         return limit is not None and key <= limit
 
     def add_odometry(self, stamp: int, x: float, y: float, yaw: float) -> Outcome:
         """Add one odometry sample (odom frame)."""
-        if not (np.isfinite(x) and np.isfinite(y) and np.isfinite(yaw)):
+        if not (isfinite(x) and isfinite(y) and isfinite(yaw)):
             self.counters.bad_values += 1
             return Outcome.BAD_VALUE
         admitted = self._admit(stamp)
@@ -226,31 +275,30 @@ class Labeler:
         if self._is_late(stamp):
             self.counters.frames_late += 1
             return Outcome.LATE
-        if stamp in self._waiting_frame_stamps or stamp in self._pending_frame_stamps:
+        if stamp in self._waiting_frame_stamps or stamp in self._buffer:
             self.counters.duplicates += 1
             return Outcome.DUPLICATE
         self.counters.frames_in += 1
         self._waiting_frame_stamps.add(stamp)
-        heapq.heappush(self._waiting, _Waiting(stamp, _FRAME, next(self._seq), stamp, payload))
+        heappush(self._waiting, (stamp, _FRAME, next(self._seq), stamp, payload, None))
         return admitted or Outcome.ACCEPTED
 
     def add_readings(self, stamp: int, sensors: np.ndarray | list[int],
                      hits: np.ndarray | list[bool]) -> Outcome:
         """Add readings taken at one stamp: sensor indices and whether each saw an obstacle."""
-        sensors = np.asarray(sensors, dtype=np.intp).reshape(-1)
-        hits = np.asarray(hits, dtype=bool).reshape(-1)
-        if sensors.shape != hits.shape or sensors.size == 0 or \
-                sensors.min() < 0 or sensors.max() >= self.num_sensors:
+        sensors = _as_tuple(sensors, int)
+        hits = _as_tuple(hits, bool)
+        if len(sensors) != len(hits) or not sensors or \
+                min(sensors) < 0 or max(sensors) >= self.num_sensors:
             self.counters.bad_values += 1
             return Outcome.BAD_VALUE
         admitted = self._admit(stamp)
         key = stamp + self._past
         if self._is_late(key):
-            self.counters.readings_late += sensors.size
+            self.counters.readings_late += len(sensors)
             return Outcome.LATE
-        self.counters.readings_in += sensors.size
-        heapq.heappush(self._waiting, _Waiting(
-            key, _READING, next(self._seq), stamp, None, sensors, hits))
+        self.counters.readings_in += len(sensors)
+        heappush(self._waiting, (key, _READING, next(self._seq), stamp, sensors, hits))
         return admitted or Outcome.ACCEPTED
 
     def add_reading(self, stamp: int, sensor: int | str, hit: bool) -> Outcome:
@@ -264,222 +312,280 @@ class Labeler:
 
     # ------------------------------------------------------------------ output
     def poll(self) -> list[LabeledResult]:
-        """Process what has settled; return the frames finalised since the last call.
+        """
+        Process what has settled; return the frames finalised since the last call.
 
         Call it after every input (online) or every few hundred inputs (offline): the
         labels are the same either way, only the latency differs.
         """
         self._advance()
-        ready, self._ready = self._ready, []
-        return ready
+        return self._take_ready()
 
     def flush(self) -> list[LabeledResult]:
         """End of stream: process everything odometry covers, finalise every pending frame."""
         self._advance(final=True)
-        for item in self._waiting:  # beyond the last odometry sample: no pose, no label
-            self._count_no_odometry(item)
-        self._waiting.clear()
+        # What is left has keys beyond the last odometry sample: frames without a pose, and
+        # readings of which those taken up to the last sample still label older frames.
+        tail = [heappop(self._waiting) for _ in range(len(self._waiting))]
+        if tail:
+            poses, valid = self._history.interpolate([item[_STAMP] for item in tail])
+            self._process(tail, 0, len(tail), poses, valid.tolist())
         self._waiting_frame_stamps.clear()
-        for slot in list(self._buffer.iter_oldest()):
-            self._finalise(slot, 'flush')
-        ready, self._ready = self._ready, []
-        return ready
+        self._finalise(self._buffer.slots_in_order(), 'flush')
+        return self._take_ready()
+
+    def _take_ready(self) -> list[LabeledResult]:
+        """Results of the frames finalised since the last call, labels computed in one go."""
+        if not self._ready_frames:
+            return []
+        tallies = np.concatenate(self._ready_tallies)
+        poses = np.concatenate(self._ready_poses)
+        frames = self._ready_frames
+        self._ready_tallies, self._ready_poses, self._ready_frames = [], [], []
+        counts, positives = tallies[:, 0], tallies[:, 1]
+        labels = np.full(counts.shape, np.nan, dtype=np.float32)
+        np.divide(positives, counts, out=labels, where=counts > 0)  # float64, then rounded
+        counts = np.minimum(counts, 255).astype(np.uint8)
+        return [LabeledResult(stamp, pose, payload, label, count, reason)
+                for (stamp, payload, reason), pose, label, count
+                in zip(frames, poses, labels, counts)]
 
     # ------------------------------------------------------------------ processing
-    def _count_no_odometry(self, item: _Waiting) -> None:
-        if item.kind == _FRAME:
-            self.counters.no_odometry += 1
-            self._waiting_frame_stamps.discard(item.stamp)
-        else:
-            self.counters.no_odometry += int(item.sensors.size)
-
     def _bound_waiting(self) -> None:
-        """Keep the waiting queue bounded by count and age (odometry may have stopped).
+        """
+        Keep the waiting queue bounded by count and age (odometry may have stopped).
 
         Runs after settled items were processed, so it only ever evicts items that
         odometry has not covered: a safety net, not part of the label rule.
         """
+        waiting = self._waiting
         limit_age = self._newest - self._max_age if self._newest is not None else None
-        while self._waiting and (
-                len(self._waiting) > self.params.max_waiting
-                or (limit_age is not None and self._waiting[0].stamp < limit_age)):
-            item = heapq.heappop(self._waiting)
-            if item.kind == _FRAME:
+        while waiting and (
+                len(waiting) > self.params.max_waiting
+                or (limit_age is not None and waiting[0][_STAMP] < limit_age)):
+            item = heappop(waiting)
+            if item[_KIND] == _FRAME:
                 self.counters.frames_evicted += 1
-                self._waiting_frame_stamps.discard(item.stamp)
+                self._waiting_frame_stamps.discard(item[_STAMP])
             else:
-                self.counters.readings_evicted += int(item.sensors.size)
+                self.counters.readings_evicted += len(item[_DATA])
 
     def _advance(self, final: bool = False) -> None:
         """Process every item and odometry sample that has settled since the last call."""
         history = self._history
-        if len(history) == 0 or self._newest is None:
+        last = history.last_stamp
+        if last is None or self._newest is None:
+            self._bound_waiting()  # odometry may never have started
             return
-        stamps = history.stamps
         horizon = self._horizon
-        if horizon is not None and stamps[-1] <= horizon:
+        if horizon is not None and last <= horizon:
             self._bound_waiting()
             return  # no odometry newer than what is already settled
-        watermark = stamps[-1] if final else self._newest - self._reorder
+        stamps = history.stamps
+        watermark = last if final else self._newest - self._reorder
         end = int(np.searchsorted(stamps, watermark, side='right'))
         start = 0 if horizon is None else int(np.searchsorted(stamps, horizon, side='right'))
         if end <= start:
             self._bound_waiting()
             return
-        settled = stamps[start:end].copy()
-        batch: list[_Waiting] = []
-        while self._waiting and self._waiting[0].key <= settled[-1]:
-            batch.append(heapq.heappop(self._waiting))
+        settled = stamps[start:end].tolist()
+        limit = settled[-1]
+        waiting = self._waiting
+        batch = []
+        while waiting and waiting[0][_KEY] <= limit:
+            batch.append(heappop(waiting))
         # One interpolation for all items and for the robot's pose at every settled sample
         # (where readings have been applied up to, used by the reach rule).
-        query = np.empty(len(batch) + len(settled), dtype=np.int64)
-        for index, item in enumerate(batch):
-            query[index] = item.stamp
-        query[len(batch):] = settled - self._past
+        past = self._past
+        query = [item[_STAMP] for item in batch]
+        query.extend(u - past for u in settled)
         poses, valid = history.interpolate(query)
+        valid = valid.tolist()
+        robot_xy = poses[len(batch):, :2]
+        robot_known = valid[len(batch):]
+        buffer = self._buffer
+        count_items = len(batch)
         first = 0
         for index, odom_stamp in enumerate(settled):
-            last = first
-            while last < len(batch) and batch[last].key <= odom_stamp:
-                last += 1
-            if last > first:
-                self._process(batch[first:last], poses[first:last], valid[first:last])
-                first = last
-            robot = len(batch) + index
-            self._finalise_settled(int(odom_stamp), poses[robot], bool(valid[robot]))
-            self._evict_old_frames(int(odom_stamp))
-        self._horizon = int(settled[-1])
-        history.drop_before(self._horizon - self._past - self._max_age)
+            last_item = first
+            while last_item < count_items and batch[last_item][_KEY] <= odom_stamp:
+                last_item += 1
+            if last_item > first:
+                self._process(batch, first, last_item, poses, valid)
+                first = last_item
+            if len(buffer):
+                self._finalise_settled(odom_stamp, robot_xy[index] if robot_known[index]
+                                       else None)
+        self._horizon = limit
+        history.drop_before(limit - past - self._max_age)
         self._bound_waiting()
 
-    def _process(self, batch: list[_Waiting], poses: np.ndarray, valid: np.ndarray) -> None:
-        """Insert frames and apply readings of one settled interval, in key order."""
-        index = 0
-        while index < len(batch):
+    def _process(self, batch: list[tuple], first: int, end: int, poses: np.ndarray,
+                 valid: list[bool]) -> None:
+        """Insert frames and apply readings of ``batch[first:end]``, in key order."""
+        counters = self.counters
+        index = first
+        while index < end:
             item = batch[index]
-            if item.kind == _FRAME:
-                self._waiting_frame_stamps.discard(item.stamp)
-                if not valid[index]:
-                    self._count_no_odometry(item)
+            stamp = item[_STAMP]
+            if item[_KIND] == _FRAME:
+                self._waiting_frame_stamps.discard(stamp)
+                if valid[index]:
+                    self._insert_frame(stamp, poses[index], item[_DATA])
                 else:
-                    self._insert_frame(item, poses[index])
+                    counters.no_odometry += 1
                 index += 1
                 continue
             # Readings with the same stamp share one pose and one neighbourhood query.
             group_end = index + 1
-            while group_end < len(batch) and batch[group_end].kind == _READING and \
-                    batch[group_end].stamp == item.stamp:
+            while group_end < end and batch[group_end][_STAMP] == stamp and \
+                    batch[group_end][_KIND] == _READING:
                 group_end += 1
-            group = batch[index:group_end]
             if not valid[index]:
-                for reading in group:
-                    self._count_no_odometry(reading)
-            elif len(group) == 1:
-                self._apply_readings(item.stamp, poses[index], item.sensors, item.hits)
+                counters.no_odometry += sum(len(batch[i][_DATA]) for i in range(index, group_end))
+            elif group_end == index + 1:
+                self._apply_readings(stamp, poses[index], item[_DATA], item[_HITS])
             else:
-                sensors = np.concatenate([r.sensors for r in group])
-                hits = np.concatenate([r.hits for r in group])
-                self._apply_readings(item.stamp, poses[index], sensors, hits)
+                sensors: list[int] = []
+                hits: list[bool] = []
+                for i in range(index, group_end):
+                    sensors.extend(batch[i][_DATA])
+                    hits.extend(batch[i][_HITS])
+                self._apply_readings(stamp, poses[index], sensors, hits)
             index = group_end
 
-    def _insert_frame(self, item: _Waiting, pose: np.ndarray) -> None:
-        if self._buffer.full:
-            oldest = self._buffer.oldest()
-            record = self._buffer.remove(oldest)
-            self._pending_frame_stamps.discard(record.stamp)
+    def _insert_frame(self, stamp: int, pose: np.ndarray, payload: Any) -> None:
+        buffer = self._buffer
+        if buffer.full:
+            buffer.remove(buffer.oldest())
             self.counters.frames_evicted += 1
-        self._buffer.add(item.stamp, pose, item.payload)
-        self._pending_frame_stamps.add(item.stamp)
+        x, y, yaw = pose.tolist()
+        buffer.add(stamp, x, y, yaw, payload)
 
-    def _apply_readings(self, stamp: int, pose: np.ndarray, sensors: np.ndarray,
-                        hits: np.ndarray) -> None:
-        """The label rule (DESIGN.md §5), vectorised over the frames near the reading."""
+    def _apply_readings(self, stamp: int, pose: np.ndarray, sensors: Sequence[int],
+                        hits: Sequence[bool]) -> None:
+        """Apply the label rule (DESIGN.md §5) to the frames near the reading, vectorised."""
         buffer = self._buffer
-        slots = buffer.near(pose[0], pose[1])
-        if slots.size == 0:
+        if not len(buffer):
             return
-        frame_stamps = buffer.stamps[slots]
-        in_window = (frame_stamps - self._past <= stamp) & (stamp <= frame_stamps + self._future)
-        rel = relative_pose(buffer.poses[slots], pose)
-        aligned = (np.abs(rel[:, 1]) <= self._tol_y) & (np.abs(rel[:, 2]) <= self._tol_theta)
-        candidates = in_window & aligned
-        if not candidates.any():
+        x, y, yaw = pose.tolist()
+        index = buffer.candidates(x, y)
+        frames = buffer.poses[index]
+        if not len(frames):
             return
-        slots = slots[candidates]
-        match = np.abs(rel[candidates, 0][:, None] - self.distances[None, :]) <= self._tol_x
-        rows = match.any(axis=1)
-        if not rows.any():
+        # (dx, dy, dθ) = frame⁻¹ ∘ reading, with the frames' cos and sin cached. Every frame
+        # in the buffer was taken at most past_window after the reading (key order), so
+        # only the future window needs testing.
+        cos = buffer.cos[index]
+        sin = buffer.sin[index]
+        offset_x = x - frames[:, 0]
+        offset_y = y - frames[:, 1]
+        rel_y = cos * offset_y - sin * offset_x
+        rel_theta = (yaw - frames[:, 2] + np.pi) % TWO_PI - np.pi  # geometry.wrap_angle
+        chosen = ((buffer.stamps[index] >= stamp - self._future)
+                  & (np.abs(rel_y) <= self._tol_y)
+                  & (np.abs(rel_theta) <= self._tol_theta)).nonzero()[0]
+        if not chosen.size:
             return
-        slots, match = slots[rows], match[rows].astype(np.uint16)
-        if np.unique(sensors).size != sensors.size:  # the same sensor twice: add one by one
+        slots = chosen if isinstance(index, slice) else index[chosen]
+        rel_x = cos[chosen] * offset_x[chosen] + sin[chosen] * offset_y[chosen]
+        # Only the (frame, distance) pairs that match are touched: at most a few distances
+        # per frame. Readings are tallied per sensor, since one stamp may carry the same
+        # sensor twice.
+        match = np.abs(rel_x[:, None] - self.distances[None, :]) <= self._tol_x
+        pair_frame, pair_distance = match.nonzero()
+        if not pair_frame.size:
+            return
+        buffer.tallies[slots[pair_frame], :, :, pair_distance] += self._tally(sensors, hits)
+        # A candidate without any match cannot be complete: it would have been finalised.
+        complete = buffer.counts[slots].all(axis=(1, 2))
+        if complete.any():
+            done = slots[complete].tolist()
+            done.sort(key=buffer.stamp_of)
+            self._finalise(done, 'complete')
+
+    def _tally(self, sensors: Sequence[int], hits: Sequence[bool]) -> np.ndarray:
+        """
+        Count readings and hits per sensor, (2, S): what a group adds to each matching cell.
+
+        Cached by pattern: a robot sends the same few sensor sets with a few hit patterns.
+        """
+        key = (tuple(sensors), tuple(hits))
+        tally = self._tallies.get(key)
+        if tally is None:
+            tally = np.zeros((2, self.num_sensors), dtype=np.uint16)
             for sensor, hit in zip(sensors, hits):
-                self._accumulate(slots, np.array([sensor]), np.array([hit]), match)
-        else:
-            self._accumulate(slots, sensors, hits, match)
-        complete = (buffer.counts[slots] > 0).all(axis=(1, 2))
-        for slot in slots[complete]:
-            self._finalise(int(slot), 'complete')
+                tally[0, sensor] += 1
+                tally[1, sensor] += hit
+            if len(self._tallies) >= 4096:
+                self._tallies.clear()
+            self._tallies[key] = tally
+        return tally
 
-    def _accumulate(self, slots: np.ndarray, sensors: np.ndarray, hits: np.ndarray,
-                    match: np.ndarray) -> None:
-        buffer = self._buffer
-        index = (slots[:, None], sensors[None, :])
-        buffer.counts[index] += match[:, None, :]
-        hit_sensors = sensors[hits]
-        if hit_sensors.size:
-            buffer.positives[slots[:, None], hit_sensors[None, :]] += match[:, None, :]
+    def _finalise_settled(self, horizon: int, robot_xy: np.ndarray | None) -> None:
+        """
+        Apply the window and reach rules, and the age bound, once odometry reached ``horizon``.
 
-    def _finalise_settled(self, horizon: int, robot_pose: np.ndarray, robot_known: bool) -> None:
+        ``robot_xy`` is the robot's position at ``horizon - past_window`` (None if unknown).
+        """
         buffer = self._buffer
         done_before = horizon - self._future - self._past
-        expired = [slot for slot in itertools.takewhile(
-            lambda s: buffer.stamps[s] <= done_before, buffer.iter_oldest())]
-        for slot in expired:
-            self._finalise(slot, 'window')
-        if not robot_known or len(buffer) == 0:
+        first = oldest = buffer.oldest_stamp()
+        if oldest is None:
             return
-        slots = buffer.active_slots()
-        offset = buffer.poses[slots, :2] - robot_pose[:2]
-        far = np.einsum('ij,ij->i', offset, offset) > self._out_of_reach_sq
-        # Only frames taken before the robot got there: a frame newer than the robot's
-        # position in time has not had the chance to be approached yet.
-        far &= buffer.stamps[slots] <= horizon - self._past
-        for slot in slots[far]:
-            self._finalise(int(slot), 'reach')
-
-    def _evict_old_frames(self, horizon: int) -> None:
+        if oldest <= done_before:
+            self._finalise(buffer.slots_up_to(done_before), 'window')
+        if robot_xy is not None and len(buffer):
+            # Free slots hold NaN positions and never compare as far.
+            offset = buffer.poses[:buffer.high_water, :2] - robot_xy
+            far = (np.einsum('ij,ij->i', offset, offset) > self._out_of_reach_sq).nonzero()[0]
+            if far.size:
+                # Only frames taken before the robot got there: a frame newer than the
+                # robot's position in time has not had the chance to be approached yet.
+                eligible = horizon - self._past
+                slots = [slot for slot in far.tolist() if buffer.stamp_of(slot) <= eligible]
+                slots.sort(key=buffer.stamp_of)
+                self._finalise(slots, 'reach')
         limit = horizon - self._max_age
-        old = [slot for slot in itertools.takewhile(
-            lambda s: self._buffer.stamps[s] < limit, self._buffer.iter_oldest())]
-        for slot in old:
-            record = self._buffer.remove(slot)
-            self._pending_frame_stamps.discard(record.stamp)
-            self.counters.frames_evicted += 1
+        if first < limit:  # removals above only make the oldest newer
+            oldest = buffer.oldest_stamp()
+            while oldest is not None and oldest < limit:
+                buffer.remove(buffer.oldest())
+                self.counters.frames_evicted += 1
+                oldest = buffer.oldest_stamp()
 
-    def _finalise(self, slot: int, reason: str) -> None:
-        record: FrameRecord = self._buffer.remove(slot)
-        self._pending_frame_stamps.discard(record.stamp)
+    def _finalise(self, slots: list[int], reason: str) -> None:
+        """Take frames out of the buffer; keep those with a known cell, count the others."""
+        if not slots:
+            return
         counters = self.counters
         if reason == 'complete':
-            counters.final_complete += 1
+            counters.final_complete += len(slots)
         elif reason == 'window':
-            counters.final_window += 1
+            counters.final_window += len(slots)
         elif reason == 'reach':
-            counters.final_reach += 1
+            counters.final_reach += len(slots)
         else:
-            counters.final_flush += 1
-        known = record.counts > 0
-        if not known.any():
-            self.counters.frames_unlabeled += 1
-            return
-        labels = np.full(record.counts.shape, np.nan, dtype=np.float32)
-        labels[known] = record.positives[known] / record.counts[known]
-        self.counters.frames_labeled += 1
-        self._ready.append(LabeledResult(
-            stamp=record.stamp,
-            pose=record.pose,
-            payload=record.payload,
-            labels=labels,
-            counts=np.minimum(record.counts, 255).astype(np.uint8),
-            reason=reason,
-        ))
+            counters.final_flush += len(slots)
+        buffer = self._buffer
+        tallies = buffer.tallies[slots]
+        poses = buffer.poses[slots]
+        if reason == 'complete':  # every cell known
+            keep = [True] * len(slots)
+        else:
+            known = tallies[:, 0].reshape(len(slots), -1).any(axis=1)
+            keep = known.tolist()
+            if not all(keep):
+                tallies, poses = tallies[known], poses[known]
+        if len(tallies):
+            self._ready_tallies.append(tallies)
+            self._ready_poses.append(poses)
+        frames = self._ready_frames
+        for slot, labeled in zip(slots, keep):
+            stamp = buffer.stamp_of(slot)
+            payload = buffer.remove(slot)
+            if labeled:
+                frames.append((stamp, payload, reason))
+                counters.frames_labeled += 1
+            else:
+                counters.frames_unlabeled += 1

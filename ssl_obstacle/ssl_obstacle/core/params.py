@@ -16,7 +16,8 @@ DEFAULT_DISTANCES: tuple[float, ...] = tuple(round(0.01 * i, 2) for i in range(3
 
 @dataclass(frozen=True)
 class LabelParams:
-    """Everything that decides which label a frame earns (DESIGN.md §5), plus buffer limits.
+    """
+    Everything that decides which label a frame earns (DESIGN.md §5), plus buffer limits.
 
     Distances are metres, windows and ages seconds. The defaults are the paper's.
     """
@@ -42,6 +43,7 @@ class LabelParams:
     odom_history: int = 4096
 
     def __post_init__(self) -> None:
+        """Reject parameters that would make the rule meaningless or the buffers unbounded."""
         if not self.sensor_names:
             raise ValueError('sensor_names must name at least one sensor')
         if len(set(self.sensor_names)) != len(self.sensor_names):
@@ -79,13 +81,16 @@ class LabelParams:
         return data
 
     @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> 'LabelParams':
+    def from_mapping(cls, values: Mapping[str, Any]) -> LabelParams:
         """Build from a parameter mapping (e.g. a node's ros__parameters), ignoring others."""
         known = {f.name for f in fields(cls)}
         kwargs: dict[str, Any] = {}
         for key, value in values.items():
             if key not in known:
                 continue
+            if key in ('sensor_names', 'distances') and isinstance(value, (str, bytes)):
+                # tuple('left') would silently become ('l', 'e', 'f', 't').
+                raise ValueError(f'{key} must be a list, not the string {value!r}')
             if key == 'sensor_names':
                 value = tuple(str(v) for v in value)
             elif key == 'distances':
