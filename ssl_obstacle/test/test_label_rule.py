@@ -460,6 +460,27 @@ def test_time_jump_backwards_resets_and_labeling_resumes(poll_every):
     assert_labels(results[1], grid([0, 1]), counts([1, 1]))
 
 
+def test_a_lagging_stream_is_late_not_a_restart():
+    # The camera runs 3 s behind odometry (a slow driver or a skewed clock): its frames are
+    # late, but it never goes back within itself, so nobody's work is wiped.
+    labeler = Labeler(LabelParams())
+    feed(labeler, stationary(10.0))
+    assert labeler.add_frame(ns(7.0)) is Outcome.LATE
+    assert labeler.add_frame(ns(7.1)) is Outcome.LATE
+    assert labeler.add_reading(ns(6.0), 'center', True) is Outcome.LATE
+    assert labeler.counters.resets == 0
+    assert labeler.odometry_samples > 0 and labeler.newest_stamp == ns(10.0)
+
+
+def test_one_stream_going_back_within_itself_is_a_restart():
+    labeler = Labeler(LabelParams())
+    feed(labeler, [*stationary(10.0), frame(9.0)])
+    assert labeler.add_frame(ns(0.5)) is Outcome.RESET  # the camera itself went back 8.5 s
+    assert labeler.counters.resets == 1
+    assert labeler.add_odometry(ns(0.4), 0.0, 0.0, 0.0) is Outcome.ACCEPTED  # not a 2nd reset
+    assert labeler.counters.resets == 1
+
+
 def test_small_step_back_is_not_a_reset():
     labeler = Labeler(LabelParams())
     labeler.add_odometry(ns(10.0), 0.0, 0.0, 0.0)

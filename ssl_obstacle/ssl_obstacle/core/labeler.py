@@ -27,8 +27,11 @@ Ordering rules (refining DESIGN.md §5, see docs/architecture.md):
   stamps seen so far* is *late* and rejected, whether or not :meth:`Labeler.poll` has run
   since: eager and batched polling accept exactly the same inputs. A stamp more than
   ``time_jump_threshold`` behind ``newest`` means the stream restarted (a bag played in a
-  loop): what had settled before the jump is processed, everything still pending is
-  dropped and labeling starts afresh.
+  loop) when it is also that far behind the last stamp of *its own* stream (odometry, the
+  camera, or the same proximity sensors): what had settled before the jump is processed,
+  everything still pending is dropped and labeling starts afresh. A stream that merely lags
+  the others (a slow camera driver, a skewed clock) never moves backwards within itself, so
+  its messages are rejected as late instead of wiping everyone's work.
 * At the end of a stream (:meth:`Labeler.flush`) odometry up to its last sample counts as
   settled; readings taken up to that sample are applied too (their key may lie beyond it),
   then every pending frame is finalised.
@@ -50,6 +53,9 @@ from .geometry import PoseHistory, TWO_PI
 from .params import LabelParams
 
 NS_PER_S = 1_000_000_000
+# Keys of the input streams for time-jump detection; readings use their sensors tuple.
+_ODOMETRY_STREAM = 'odometry'
+_CAMERA_STREAM = 'camera'
 #: Slack on tolerance comparisons, so that hand-computed boundary cases (|dx - d| == tol)
 #: are not decided by floating-point rounding.
 EPSILON = 1e-9
@@ -179,6 +185,7 @@ class Labeler:
         self._waiting: list[tuple] = []
         self._waiting_frame_stamps: set[int] = set()
         self._newest: int | None = None
+        self._stream_last: dict[Any, int] = {}  # newest stamp per input stream
         self._horizon: int | None = None  # last settled odometry stamp processed
 
     def reset(self) -> int:
@@ -209,22 +216,26 @@ class Labeler:
         return self._newest
 
     # ------------------------------------------------------------------ input
-    def _admit(self, stamp: int) -> Outcome | None:
-        """Handle time going backwards; return an outcome if the input must not be used."""
+    def _admit(self, stamp: int, stream: Any) -> Outcome | None:
+        """Handle time going backwards; return ``Outcome.RESET`` when the stream restarted."""
         newest = self._newest
+        last = self._stream_last.get(stream)
+        if last is None or stamp > last:
+            self._stream_last[stream] = stamp
         if newest is None:
             self._newest = stamp
             return None
         if stamp > newest:
             self._newest = stamp
             return None
-        if stamp < newest - self._jump:
+        if stamp < newest - self._jump and last is not None and stamp < last - self._jump:
             # Finish what had settled before the jump, so that the labels do not depend on
             # whether poll() ran just before it.
             self._advance()
             self.counters.resets += 1
             self.counters.dropped_on_reset += self.reset()
             self._newest = stamp
+            self._stream_last[stream] = stamp
             return Outcome.RESET
         return None
 
@@ -259,7 +270,7 @@ class Labeler:
         if not (isfinite(x) and isfinite(y) and isfinite(yaw)):
             self.counters.bad_values += 1
             return Outcome.BAD_VALUE
-        admitted = self._admit(stamp)
+        admitted = self._admit(stamp, _ODOMETRY_STREAM)
         if self._is_late(stamp):
             self.counters.odometry_late += 1
             return Outcome.LATE
@@ -271,7 +282,7 @@ class Labeler:
 
     def add_frame(self, stamp: int, payload: Any = None) -> Outcome:
         """Add a camera frame; ``payload`` (e.g. the resized image) is returned with its labels."""
-        admitted = self._admit(stamp)
+        admitted = self._admit(stamp, _CAMERA_STREAM)
         if self._is_late(stamp):
             self.counters.frames_late += 1
             return Outcome.LATE
@@ -292,7 +303,7 @@ class Labeler:
                 min(sensors) < 0 or max(sensors) >= self.num_sensors:
             self.counters.bad_values += 1
             return Outcome.BAD_VALUE
-        admitted = self._admit(stamp)
+        admitted = self._admit(stamp, sensors)
         key = stamp + self._past
         if self._is_late(key):
             self.counters.readings_late += len(sensors)
