@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pathlib
 import signal
 import subprocess
 import sys
@@ -71,7 +72,7 @@ class ThymioPlayer(Node):
 
 
 def test_run_command_labels_a_namespaced_thymio_with_laser_and_jpeg(tmp_path):
-    params = yaml.safe_load(open(CONFIG))
+    params = yaml.safe_load(pathlib.Path(CONFIG).read_text())
     overrides = params['/**']['ros__parameters']
     overrides.update(proximity_source='laser', camera_transport='compressed',
                      sensor_qos_depth=500, reorder_window=1.0, time_jump_threshold=5.0)
