@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 # Sources that go into the colcon build (tests are run from the source tree, not installed).
 BUILD_SOURCES := $(shell find ssl_obstacle_msgs ssl_obstacle -type f \
 	-not -path 'ssl_obstacle/test/*' -not -name '*.pyc' -not -path '*/__pycache__/*' \
-	-not -path '*.egg-info*' 2>/dev/null)
+	-not -path '*/.*' -not -path '*.egg-info*' 2>/dev/null)
 
 .PHONY: setup test lint bench clean distclean
 
