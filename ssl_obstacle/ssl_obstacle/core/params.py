@@ -7,8 +7,10 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from .thymio import SENSOR_NAMES
+
 #: The five front sensors of the ROS 2 Thymio driver, left to right.
-THYMIO_SENSORS: tuple[str, ...] = ('left', 'center_left', 'center', 'center_right', 'right')
+THYMIO_SENSORS: tuple[str, ...] = SENSOR_NAMES
 
 #: 0.00 … 0.30 m in 1 cm steps, as in Nava et al. 2019.
 DEFAULT_DISTANCES: tuple[float, ...] = tuple(round(0.01 * i, 2) for i in range(31))

@@ -30,6 +30,8 @@ from .conversions import BadInput
 from .pipeline import LabelingPipeline, THYMIO_LASER_ORDER
 from ..core.geometry import quaternion_from_yaw
 from ..core.labeler import LabeledResult
+from ..core.thymio import (LASER_ANGLES, LASER_SHIFT, PROXIMITY_CALIBRATION,
+                           PROXIMITY_FIELD_OF_VIEW, PROXIMITY_MAX_RANGE, PROXIMITY_MIN_RANGE)
 
 try:  # only the image-message builders need OpenCV (JPEG/PNG encoding)
     import cv2
@@ -46,18 +48,7 @@ ODOMETRY = 'nav_msgs/msg/Odometry'
 STORAGES: dict[str, StoragePlugin] = {'sqlite3': StoragePlugin.SQLITE3,
                                       'mcap': StoragePlugin.MCAP}
 
-# Conventions of the ROS 2 Thymio driver (jeguzzi/ros-thymio), so that bags written here
-# look like the robot's.
-PROXIMITY_MIN_RANGE = 0.0215
-PROXIMITY_MAX_RANGE = 0.14
-PROXIMITY_FIELD_OF_VIEW = 0.3
-RANGE_INFRARED = 1
-#: Calibration ``(max_value, x0, c)`` of the driver's raw-value → metres conversion.
-PROXIMITY_CALIBRATION = (4505.0, 0.0003, 0.0073)
-#: Beam angles of the driver's ``proximity/laser`` and the offset it adds to every range.
-LASER_ANGLES: dict[str, float] = {'left': 0.64, 'center_left': 0.32, 'center': 0.0,
-                                  'center_right': -0.32, 'right': -0.64}
-LASER_SHIFT = 0.08
+RANGE_INFRARED = 1  # sensor_msgs/Range.INFRARED
 
 
 class BagError(RuntimeError):

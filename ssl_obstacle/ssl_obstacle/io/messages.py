@@ -19,6 +19,10 @@ from std_msgs.msg import Header
 
 from ..core.geometry import quaternion_from_yaw, yaw_from_quaternion
 from ..core.labeler import LabeledResult
+from ..core.thymio import LASER_SHIFT as THYMIO_LASER_SHIFT
+from ..core.thymio import PROXIMITY_FIELD_OF_VIEW as THYMIO_FIELD_OF_VIEW
+from ..core.thymio import PROXIMITY_MAX_RANGE as THYMIO_MAX_RANGE
+from ..core.thymio import PROXIMITY_MIN_RANGE as THYMIO_MIN_RANGE
 
 
 def time_from_ns(stamp: int) -> Time:
@@ -74,13 +78,6 @@ def labeled_frame_arrays(msg: Any) -> dict[str, Any]:
         'labels': np.asarray(msg.labels, dtype=np.float32).reshape(sensors, distances),
         'counts': np.frombuffer(bytes(msg.counts), dtype=np.uint8).reshape(sensors, distances),
     }
-
-
-#: The ROS 2 Thymio driver's proximity conventions (jeguzzi/ros-thymio).
-THYMIO_MIN_RANGE = 0.0215
-THYMIO_MAX_RANGE = 0.14
-THYMIO_FIELD_OF_VIEW = 0.3
-THYMIO_LASER_SHIFT = 0.08
 
 
 def range_msg(sensor: str, stamp: int, value: float, frame_prefix: str = '') -> Range:

@@ -18,10 +18,11 @@ from .conversions import (BadInput, compressed_to_rgb, image_to_rgb, laser_saw_o
                           odometry_pose, range_saw_obstacle, resize_rgb,
                           sensor_order_for_laser, stamp_to_ns)
 from ..core.labeler import LabeledResult, Labeler, Outcome
-from ..core.params import LabelParams, THYMIO_SENSORS
+from ..core.params import LabelParams
+from ..core.thymio import LASER_ORDER
 
 #: The Thymio driver's laser beams run from the rightmost sensor to the leftmost.
-THYMIO_LASER_ORDER: tuple[str, ...] = tuple(reversed(THYMIO_SENSORS))
+THYMIO_LASER_ORDER: tuple[str, ...] = LASER_ORDER
 
 
 @dataclass(frozen=True)

@@ -15,19 +15,12 @@ from typing import Iterator
 import numpy as np
 
 from ..core.geometry import compose
+from ..core.thymio import PROXIMITY_MAX_RANGE, PROXIMITY_MIN_RANGE, PROXIMITY_POSES
 
 NS = 1_000_000_000
 
 #: Sensor name → mounting pose (x, y, yaw) on the robot, from the ROS 2 Thymio driver's URDF.
-THYMIO_PROXIMITY_POSES: dict[str, tuple[float, float, float]] = {
-    'left': (0.063, 0.0493, 0.66323),
-    'center_left': (0.0756, 0.0261, 0.33161),
-    'center': (0.080, 0.0, 0.0),
-    'center_right': (0.0756, -0.0261, -0.33161),
-    'right': (0.063, -0.0493, -0.66323),
-}
-PROXIMITY_MIN_RANGE = 0.0215
-PROXIMITY_MAX_RANGE = 0.14
+THYMIO_PROXIMITY_POSES = PROXIMITY_POSES
 
 
 @dataclass(frozen=True)

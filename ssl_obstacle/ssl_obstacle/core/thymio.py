@@ -1,0 +1,35 @@
+"""
+The Thymio's geometry and the conventions of its ROS 2 driver (``jeguzzi/ros-thymio``).
+
+One place for the numbers that the converters, the bag writer, the scripted run and the
+simulator must agree on, so that everything this package produces looks like the robot.
+"""
+
+from __future__ import annotations
+
+#: The five front proximity sensors, left to right (also the labeler's default grid rows).
+SENSOR_NAMES: tuple[str, ...] = ('left', 'center_left', 'center', 'center_right', 'right')
+
+#: Sensor → mounting pose ``(x, y, yaw)`` on ``base_link``, from the driver's URDF.
+PROXIMITY_POSES: dict[str, tuple[float, float, float]] = {
+    'left': (0.063, 0.0493, 0.66323),
+    'center_left': (0.0756, 0.0261, 0.33161),
+    'center': (0.080, 0.0, 0.0),
+    'center_right': (0.0756, -0.0261, -0.33161),
+    'right': (0.063, -0.0493, -0.66323),
+}
+
+#: ``sensor_msgs/Range`` limits and cone; the driver publishes ``-1.0`` for nothing seen.
+PROXIMITY_MIN_RANGE = 0.0215
+PROXIMITY_MAX_RANGE = 0.14
+PROXIMITY_FIELD_OF_VIEW = 0.3
+NOTHING_SEEN = -1.0
+#: Calibration ``(max_value, x0, c)`` of the driver's raw-value → metres conversion.
+PROXIMITY_CALIBRATION = (4505.0, 0.0003, 0.0073)
+
+#: Beam angles of the driver's ``proximity/laser`` and the offset it adds to every range;
+#: beams are ordered by angle, i.e. from the rightmost sensor to the leftmost.
+LASER_ANGLES: dict[str, float] = {'left': 0.64, 'center_left': 0.32, 'center': 0.0,
+                                  'center_right': -0.32, 'right': -0.64}
+LASER_ORDER: tuple[str, ...] = tuple(sorted(LASER_ANGLES, key=LASER_ANGLES.__getitem__))
+LASER_SHIFT = 0.08
