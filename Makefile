@@ -12,7 +12,7 @@ WITH_ENV := scripts/with_env.sh
 PYTEST_ARGS ?=
 
 # Sources that go into the colcon build (tests are run from the source tree, not installed).
-BUILD_SOURCES := $(shell find ssl_obstacle_msgs ssl_obstacle -type f \
+BUILD_SOURCES := $(shell find ssl_obstacle_msgs ssl_obstacle vendor -type f \
 	-not -path 'ssl_obstacle/test/*' -not -name '*.pyc' -not -path '*/__pycache__/*' \
 	-not -path '*/.*' -not -path '*.egg-info*' 2>/dev/null)
 
@@ -29,9 +29,13 @@ $(DEPS_STAMP): requirements.txt | $(VENV_PY)
 	touch $(VENV)/COLCON_IGNORE
 	touch $@
 
+# vendor/ (COLCON_IGNOREd for users' workspaces) is copied out of its ignored folder and
+# built only here, where the ROS wheels lack those packages.
 $(BUILD_STAMP): $(DEPS_STAMP) $(BUILD_SOURCES)
+	rm -rf build/vendor_src && mkdir -p build/vendor_src && cp -r vendor/tf2_msgs build/vendor_src/
 	$(WITH_ENV) colcon --log-base log build --build-base build --install-base install \
-		--event-handlers console_direct- --paths ssl_obstacle_msgs ssl_obstacle
+		--event-handlers console_direct- \
+		--paths build/vendor_src/tf2_msgs ssl_obstacle_msgs ssl_obstacle
 	touch $@
 
 # Tests run from the package directory, as colcon test does: ament_flake8/ament_pep257

@@ -10,14 +10,14 @@ SSL_PYVER="$("$SSL_VENV/bin/python" -c 'import sys; print(f"python{sys.version_i
 export VIRTUAL_ENV="$SSL_VENV"
 export PATH="$SSL_VENV/bin:$PATH"
 if [ -d "$SSL_INSTALL/ssl_obstacle_msgs" ]; then
-  export AMENT_PREFIX_PATH="$SSL_INSTALL/ssl_obstacle:$SSL_INSTALL/ssl_obstacle_msgs:$SSL_VENV"
-  export CMAKE_PREFIX_PATH="$SSL_INSTALL/ssl_obstacle_msgs:$SSL_VENV"
+  export AMENT_PREFIX_PATH="$SSL_INSTALL/ssl_obstacle:$SSL_INSTALL/ssl_obstacle_msgs:$SSL_INSTALL/tf2_msgs:$SSL_VENV"
+  export CMAKE_PREFIX_PATH="$SSL_INSTALL/ssl_obstacle_msgs:$SSL_INSTALL/tf2_msgs:$SSL_VENV"
 else  # nothing built yet: colcon builds against the wheels alone
   export AMENT_PREFIX_PATH="$SSL_VENV"
   export CMAKE_PREFIX_PATH="$SSL_VENV"
 fi
-export PYTHONPATH="$SSL_INSTALL/ssl_obstacle/lib/$SSL_PYVER/site-packages:$SSL_INSTALL/ssl_obstacle_msgs/lib/$SSL_PYVER/site-packages${PYTHONPATH:+:$PYTHONPATH}"
-export LD_LIBRARY_PATH="$SSL_INSTALL/ssl_obstacle_msgs/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export PYTHONPATH="$SSL_INSTALL/ssl_obstacle/lib/$SSL_PYVER/site-packages:$SSL_INSTALL/ssl_obstacle_msgs/lib/$SSL_PYVER/site-packages:$SSL_INSTALL/tf2_msgs/lib/$SSL_PYVER/site-packages${PYTHONPATH:+:$PYTHONPATH}"
+export LD_LIBRARY_PATH="$SSL_INSTALL/ssl_obstacle_msgs/lib:$SSL_INSTALL/tf2_msgs/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export RMW_IMPLEMENTATION="${RMW_IMPLEMENTATION:-rmw_fastrtps_cpp}"
 # DDS stays on loopback: never discover or announce on the machine's networks.
 export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
