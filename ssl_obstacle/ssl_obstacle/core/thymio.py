@@ -7,6 +7,8 @@ simulator must agree on, so that everything this package produces looks like the
 
 from __future__ import annotations
 
+import math
+
 #: The five front proximity sensors, left to right (also the labeler's default grid rows).
 SENSOR_NAMES: tuple[str, ...] = ('left', 'center_left', 'center', 'center_right', 'right')
 
@@ -33,3 +35,16 @@ LASER_ANGLES: dict[str, float] = {'left': 0.64, 'center_left': 0.32, 'center': 0
                                   'center_right': -0.32, 'right': -0.64}
 LASER_ORDER: tuple[str, ...] = tuple(sorted(LASER_ANGLES, key=LASER_ANGLES.__getitem__))
 LASER_SHIFT = 0.08
+
+
+def raw_proximity_value(distance: float) -> float:
+    """
+    Return the Thymio's raw sensor value for a distance: the driver's calibration inverted.
+
+    Zero means nothing seen; the driver publishes these as the laser's intensities, and they
+    are what tells "nothing" from "very close" there (both show as ``range_min``).
+    """
+    if not (math.isfinite(distance) and distance > 0.0):
+        return 0.0
+    max_value, x0, c = PROXIMITY_CALIBRATION
+    return max_value / (1.0 + (distance - x0) ** 2 / (c - x0 ** 2))

@@ -30,8 +30,8 @@ from .conversions import BadInput
 from .pipeline import LabelingPipeline, THYMIO_LASER_ORDER
 from ..core.geometry import quaternion_from_yaw
 from ..core.labeler import LabeledResult
-from ..core.thymio import (LASER_ANGLES, LASER_SHIFT, PROXIMITY_CALIBRATION,
-                           PROXIMITY_FIELD_OF_VIEW, PROXIMITY_MAX_RANGE, PROXIMITY_MIN_RANGE)
+from ..core.thymio import (LASER_ANGLES, LASER_SHIFT, PROXIMITY_FIELD_OF_VIEW,
+                           PROXIMITY_MAX_RANGE, PROXIMITY_MIN_RANGE, raw_proximity_value)
 
 try:  # only the image-message builders need OpenCV (JPEG/PNG encoding)
     import cv2
@@ -64,6 +64,40 @@ def typestore() -> Any:
     current distro deserialise with them.
     """
     return get_typestore(Stores.ROS2_JAZZY)
+
+
+def _project_msg_dir() -> pathlib.Path | None:
+    """Find ssl_obstacle_msgs' .msg files: installed share directory, else the source tree."""
+    try:
+        from ament_index_python.packages import get_package_share_directory
+        share = pathlib.Path(get_package_share_directory('ssl_obstacle_msgs')) / 'msg'
+        if share.is_dir():
+            return share
+    except Exception:  # noqa: BLE001 - not installed: try the checkout
+        pass
+    source = pathlib.Path(__file__).resolve().parents[3] / 'ssl_obstacle_msgs' / 'msg'
+    return source if source.is_dir() else None
+
+
+@functools.lru_cache(maxsize=1)
+def project_typestore() -> Any:
+    """
+    Return the Jazzy store plus this project's messages (LabeledFrame, …), for recording.
+
+    rosbags only knows the distribution's messages; ours are registered from their .msg
+    definitions, so bags with ``ground_truth/labels`` carry the exact ROS type.
+    """
+    from rosbags.typesys import get_types_from_msg
+
+    store = get_typestore(Stores.ROS2_JAZZY)
+    directory = _project_msg_dir()
+    if directory is None:
+        raise BagError('cannot find the ssl_obstacle_msgs message definitions')
+    types: dict[str, Any] = {}
+    for path in sorted(directory.glob('*.msg')):
+        types.update(get_types_from_msg(path.read_text(), f'ssl_obstacle_msgs/msg/{path.stem}'))
+    store.register(types)
+    return store
 
 
 # ---------------------------------------------------------------------- topics
@@ -397,7 +431,7 @@ class BagWriter:
         self._writer = Writer(pathlib.Path(path), version=version,
                               storage_plugin=STORAGES[storage])
         self._connections: dict[tuple[str, str], Any] = {}
-        self._store = typestore()
+        self._store = project_typestore()
 
     def _connection(self, topic: str, msgtype: str) -> Any:
         key = (topic, msgtype)
@@ -497,18 +531,6 @@ def range_message(stamp: int, sensor: str, value: float, frame_prefix: str = '')
         radiation_type=RANGE_INFRARED, field_of_view=PROXIMITY_FIELD_OF_VIEW,
         min_range=PROXIMITY_MIN_RANGE, max_range=PROXIMITY_MAX_RANGE, range=float(value),
         variance=0.0)
-
-
-def raw_proximity_value(distance: float) -> float:
-    """
-    Return the Thymio's raw sensor value for a distance: the driver's calibration inverted.
-
-    Zero means nothing seen; the driver publishes these as the laser's intensities.
-    """
-    if not (math.isfinite(distance) and distance > 0.0):
-        return 0.0
-    max_value, x0, c = PROXIMITY_CALIBRATION
-    return max_value / (1.0 + (distance - x0) ** 2 / (c - x0 ** 2))
 
 
 def laser_message(stamp: int, values: Mapping[str, float],

@@ -10,10 +10,10 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from builtin_interfaces.msg import Time
-from geometry_msgs.msg import Pose
+from geometry_msgs.msg import Pose, TransformStamped
 from nav_msgs.msg import Odometry
 import numpy as np
-from sensor_msgs.msg import Image, LaserScan, Range
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, LaserScan, Range
 from ssl_obstacle_msgs.msg import LabeledFrame
 from std_msgs.msg import Header
 
@@ -23,6 +23,7 @@ from ..core.thymio import LASER_SHIFT as THYMIO_LASER_SHIFT
 from ..core.thymio import PROXIMITY_FIELD_OF_VIEW as THYMIO_FIELD_OF_VIEW
 from ..core.thymio import PROXIMITY_MAX_RANGE as THYMIO_MAX_RANGE
 from ..core.thymio import PROXIMITY_MIN_RANGE as THYMIO_MIN_RANGE
+from ..core.thymio import raw_proximity_value
 
 
 def time_from_ns(stamp: int) -> Time:
@@ -95,12 +96,12 @@ def laser_msg(stamp: int, values_right_to_left: Sequence[float], frame_prefix: s
     Build the driver's ``proximity/laser``: ranges clamped into the sensor range, shifted.
 
     ``raw`` are the sensor's raw values (zero when nothing is seen), published as
-    intensities; by default 1000 where something is seen and 0 elsewhere.
+    intensities; by default the driver's calibration inverted.
     """
     values = [float(v) for v in values_right_to_left]
     count = len(values)
     intensities = [float(v) for v in raw] if raw is not None else \
-        [1000.0 if THYMIO_MIN_RANGE <= v <= THYMIO_MAX_RANGE else 0.0 for v in values]
+        [raw_proximity_value(v) for v in values]
     return LaserScan(
         header=Header(stamp=time_from_ns(stamp), frame_id=f'{frame_prefix}laser_link'),
         angle_min=-0.64, angle_max=0.64, angle_increment=1.28 / max(count - 1, 1),
@@ -120,3 +121,38 @@ def odometry_msg(stamp: int, x: float, y: float, yaw: float, frame_id: str = 'od
     msg.child_frame_id = child_frame_id
     msg.pose.pose = pose_msg(x, y, yaw)
     return msg
+
+
+def transform_msg(stamp: int, x: float, y: float, yaw: float, parent: str,
+                  child: str) -> TransformStamped:
+    """Build the planar transform ``parent → child`` (e.g. odom → base_link)."""
+    msg = TransformStamped()
+    msg.header = Header(stamp=time_from_ns(stamp), frame_id=parent)
+    msg.child_frame_id = child
+    msg.transform.translation.x, msg.transform.translation.y = float(x), float(y)
+    qx, qy, qz, qw = quaternion_from_yaw(float(yaw))
+    msg.transform.rotation.x, msg.transform.rotation.y = qx, qy
+    msg.transform.rotation.z, msg.transform.rotation.w = qz, qw
+    return msg
+
+
+def compressed_image_msg(rgb: np.ndarray, header: Header, quality: int = 90) -> CompressedImage:
+    """Encode ``rgb`` as a JPEG ``sensor_msgs/CompressedImage``."""
+    import cv2
+
+    ok, data = cv2.imencode('.jpg', cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
+                            [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:  # pragma: no cover
+        raise RuntimeError('OpenCV could not encode a JPEG image')
+    return CompressedImage(header=header, format='jpeg', data=data.tobytes())
+
+
+def camera_info_msg(camera: Any, header: Header) -> CameraInfo:
+    """Build the ``CameraInfo`` of an ideal pinhole camera (no distortion)."""
+    fx, fy, cx, cy = camera.intrinsics()
+    return CameraInfo(
+        header=header, width=int(camera.width), height=int(camera.height),
+        distortion_model='plumb_bob', d=[0.0] * 5,
+        k=[fx, 0.0, cx, 0.0, fy, cy, 0.0, 0.0, 1.0],
+        r=[1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],
+        p=[fx, 0.0, cx, 0.0, 0.0, fy, cy, 0.0, 0.0, 0.0, 1.0, 0.0])
