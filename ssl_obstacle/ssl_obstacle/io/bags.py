@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 import functools
-import math
 import pathlib
 import queue
 import threading

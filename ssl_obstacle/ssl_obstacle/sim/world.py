@@ -48,7 +48,7 @@ class Obstacle:
             raise ValueError(f'unknown texture {self.texture!r}')
 
     def corners(self) -> np.ndarray:
-        """Return the footprint's four corners (boxes and walls), counter-clockwise."""
+        """Return the four corners of a box or wall footprint, counter-clockwise."""
         half_l, half_w = self.length / 2, self.width / 2
         local = np.array([[half_l, half_w], [-half_l, half_w],
                           [-half_l, -half_w], [half_l, -half_w]])
