@@ -27,6 +27,8 @@ setup(
     entry_points={
         'console_scripts': [
             'labeler = ssl_obstacle.nodes.labeler_node:main',
+            'simulator = ssl_obstacle.nodes.simulator_node:main',
+            'explorer = ssl_obstacle.nodes.explorer_node:main',
             'ssl-obstacle = ssl_obstacle.cli:main',
         ],
     },

@@ -42,6 +42,18 @@ def _ros_arguments(args: argparse.Namespace, extra: Sequence[str]) -> list[str]:
 
 
 def _run_nodes(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    return run_nodes(args.nodes, _ros_arguments(args, extra))
+
+
+def run_nodes(names: Sequence[str], ros_args: Sequence[str],
+              overrides: dict[str, list] | None = None) -> int:
+    """
+    Run nodes of this package in this process until Ctrl-C.
+
+    ``overrides`` maps a node name to its rclpy ``Parameter`` overrides, for parameters
+    that must differ between the nodes of one process (``use_sim_time`` for all but the
+    simulator, which makes the time).
+    """
     import threading
 
     import rclpy
@@ -51,19 +63,19 @@ def _run_nodes(args: argparse.Namespace, extra: Sequence[str]) -> int:
     from .nodes.runtime import init_ros, is_shutdown_error
 
     try:
-        factories = [node_factory(name) for name in args.nodes]
+        factories = [(name, node_factory(name)) for name in names]
     except KeyError as error:
         print(f'error: {error.args[0]}', file=sys.stderr)
         return 2
-    init_ros(['ssl-obstacle', *_ros_arguments(args, extra)])
+    init_ros(['ssl-obstacle', *ros_args])
     nodes = []
     executors = []
     try:
         # One executor and thread per node, as if each ran in its own process: rclpy's
         # MultiThreadedExecutor serves a node's subscriptions unevenly under load, which
         # reorders streams by seconds when messages come faster than real time.
-        for factory in factories:
-            node = factory()
+        for name, factory in factories:
+            node = factory(parameter_overrides=(overrides or {}).get(name, []))
             nodes.append(node)
             executor = SingleThreadedExecutor()
             executor.add_node(node)
@@ -88,6 +100,45 @@ def _run_nodes(args: argparse.Namespace, extra: Sequence[str]) -> int:
     return 0
 
 
+def _add_sim(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        'sim', help='run the built-in simulated world and the explorer as ROS nodes',
+        description='The simulator publishes a Thymio-like robot (camera, proximity, odom, '
+                    'ground truth, /clock); the explorer drives it through cmd_vel.')
+    parser.add_argument('--world', default='boxes', help='boxes, pillars, walls or random')
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--real-time-factor', type=float, default=1.0,
+                        help='simulated seconds per second; 0 = as fast as possible')
+    parser.add_argument('--namespace', default='', help='robot namespace, e.g. thymio10')
+    parser.add_argument('--params', help='ROS 2 parameter YAML for the nodes')
+    parser.add_argument('--use-sim-time', action='store_true', help=argparse.SUPPRESS)
+    parser.set_defaults(func=_run_sim)
+
+
+def _run_sim(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    from rclpy.parameter import Parameter
+
+    args.use_sim_time = False  # the simulator makes the time; the explorer follows it
+    overrides = {
+        'simulator': [Parameter('world', value=args.world), Parameter('seed', value=args.seed),
+                      Parameter('real_time_factor', value=float(args.real_time_factor))],
+        'explorer': [Parameter('use_sim_time', value=True),
+                     Parameter('seed', value=args.seed)],
+    }
+    return run_nodes(['simulator', 'explorer'], _ros_arguments(args, extra), overrides)
+
+
+def _add_record(subparsers: argparse._SubParsersAction) -> None:
+    from . import record
+
+    parser = subparsers.add_parser(
+        'record', help='record a simulated run into a rosbag2, as fast as possible',
+        description='Run the simulator and the explorer without DDS, as fast as the CPU '
+                    'allows, and write every topic to a rosbag2 (mcap or sqlite3).')
+    record.add_arguments(parser)
+    parser.set_defaults(func=lambda args, extra: record.run(args))
+
+
 def _add_export(subparsers: argparse._SubParsersAction) -> None:
     from . import export
 
@@ -106,6 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
         description='Self-supervised long-range obstacle perception for ROS 2 robots.')
     subparsers = parser.add_subparsers(dest='command', required=True)
     _add_run(subparsers)
+    _add_sim(subparsers)
+    _add_record(subparsers)
     _add_export(subparsers)
     return parser
 

@@ -10,6 +10,8 @@ from rclpy.node import Node
 #: name → "module:Class"; later issues add the simulator, explorer and learner.
 NODES: dict[str, str] = {
     'labeler': 'ssl_obstacle.nodes.labeler_node:LabelerNode',
+    'simulator': 'ssl_obstacle.nodes.simulator_node:SimulatorNode',
+    'explorer': 'ssl_obstacle.nodes.explorer_node:ExplorerNode',
 }
 
 
