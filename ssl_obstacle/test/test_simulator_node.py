@@ -103,6 +103,10 @@ def test_cmd_vel_drives_the_robot_and_a_timeout_stops_it():
                 cmd.publish(twist)
                 time.sleep(0.1)
             time.sleep(1.0)  # no command: the timeout stops the robot
+            bad = Twist()
+            bad.linear.x = math.nan
+            cmd.publish(bad)  # ignored safely: the robot stays stopped
+            assert wait_for(lambda: sim.bad_commands == 1, 5.0)
             before = recorder.received['ground_truth/odom'][-1].pose.pose
             time.sleep(0.5)
             after = recorder.received['ground_truth/odom'][-1].pose.pose

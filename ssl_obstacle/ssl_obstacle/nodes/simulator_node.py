@@ -11,6 +11,7 @@ loop thread steps the pure :class:`~ssl_obstacle.sim.simulator.Simulator`, publi
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from typing import Any
@@ -20,6 +21,7 @@ from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 
+from .rate_limited_log import RateLimitedLog
 from .runtime import init_ros, is_shutdown_error
 from ..core.params import LabelParams
 from ..core.thymio import SENSOR_NAMES
@@ -87,6 +89,8 @@ class SimulatorNode(Node):
         self._rtf = max(0.0, float(values['real_time_factor']))
         self._duration_ns = int(float(values['duration']) * 1e9)
         self._stop = threading.Event()
+        self.bad_commands = 0
+        self._log_bad = RateLimitedLog(self.get_logger().warning, period=5.0)
         self.finished = threading.Event()
         self._make_publishers()
         self.create_subscription(Twist, 'cmd_vel', self._on_cmd_vel, 10)
@@ -114,8 +118,13 @@ class SimulatorNode(Node):
             self._topic_publishers[topic] = self.create_publisher(msg_type, topic, qos)
 
     def _on_cmd_vel(self, msg: Twist) -> None:
+        linear, angular = float(msg.linear.x), float(msg.angular.z)
+        if not (math.isfinite(linear) and math.isfinite(angular)):
+            self.bad_commands += 1
+            self._log_bad('cmd_vel', f'cmd_vel with non-finite values ({linear}, {angular}): '
+                                     'stopping the robot')
         with self._sim_lock:
-            self.sim.set_command(float(msg.linear.x), float(msg.angular.z))
+            self.sim.set_command(linear, angular)
 
     # ------------------------------------------------------------------ loop
     def _loop(self) -> None:
