@@ -150,6 +150,28 @@ def _add_export(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=lambda args, extra: export.run(args))
 
 
+def _add_train(subparsers: argparse._SubParsersAction) -> None:
+    from . import train
+
+    parser = subparsers.add_parser(
+        'train', help='train the obstacle model offline on HDF5 datasets',
+        description='Train the network of the online learner on exported datasets, with a '
+                    'validation split by file, and write the best model as a checkpoint.')
+    train.add_arguments(parser)
+    parser.set_defaults(func=lambda args, extra: train.run(args))
+
+
+def _add_evaluate(subparsers: argparse._SubParsersAction) -> None:
+    from . import evaluate
+
+    parser = subparsers.add_parser(
+        'evaluate', help='score a model on HDF5 datasets: ROC AUC per sensor and distance',
+        description='ROC AUC per (sensor, distance) on the known cells of the datasets, with '
+                    'bootstrap confidence intervals; writes report.json and figures.')
+    evaluate.add_arguments(parser)
+    parser.set_defaults(func=lambda args, extra: evaluate.run(args))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser of every subcommand."""
     parser = argparse.ArgumentParser(
@@ -160,6 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sim(subparsers)
     _add_record(subparsers)
     _add_export(subparsers)
+    _add_train(subparsers)
+    _add_evaluate(subparsers)
     return parser
 
 

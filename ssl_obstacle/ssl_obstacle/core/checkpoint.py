@@ -1,0 +1,162 @@
+"""
+Model checkpoints: written atomically, read without running code.
+
+A checkpoint holds the model's weights, optionally the optimiser's state, counters and
+parameters, and the :class:`ModelConfig` the network was built from, as tensors and plain
+Python values only, so ``torch.load(weights_only=True)`` reads it: a checkpoint downloaded
+or shared cannot execute anything when loaded. It is written to a temporary file in the
+target's directory, flushed, fsynced and renamed over the target, so a process killed at
+any moment leaves either the previous complete checkpoint or the new one, never a mix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import asdict, fields
+import os
+import pathlib
+import pickle
+import secrets
+from typing import Any, Mapping
+import zipfile
+
+import numpy as np
+import torch
+
+from .model import ModelConfig, ObstacleNet
+
+FORMAT = 'ssl_obstacle.checkpoint'
+VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A file is not a usable checkpoint; the message names the file and the problem."""
+
+
+def _plain(value: Any, where: str) -> Any:
+    """Return ``value`` as tensors and plain types (tuples → lists, numpy → Python)."""
+    if value is None or isinstance(value, (str, bool, int, float, torch.Tensor)):
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (list, tuple)):
+        return [_plain(v, f'{where}[{i}]') for i, v in enumerate(value)]
+    if isinstance(value, Mapping):
+        return {k if isinstance(k, (str, int)) else str(k): _plain(v, f'{where}.{k}')
+                for k, v in value.items()}
+    raise TypeError(f'checkpoint {where} is a {type(value).__name__}; only tensors, dicts, '
+                    'lists, str, int, float, bool and None can be loaded with weights_only')
+
+
+def save_checkpoint(path: str | os.PathLike[str], model: ObstacleNet,
+                    optimizer: torch.optim.Optimizer | None = None,
+                    counters: Mapping[str, Any] | None = None,
+                    params: Mapping[str, Any] | None = None,
+                    config: ModelConfig | None = None) -> None:
+    """
+    Write a checkpoint atomically; ``config`` defaults to ``model.config``.
+
+    Everything is converted (and checked) before the file is opened, so a bad value fails
+    without touching the disk; any failure while writing, ``KeyboardInterrupt`` included,
+    removes the temporary file and leaves a previous checkpoint at ``path`` intact.
+    """
+    path = pathlib.Path(path)
+    config = config if config is not None else model.config
+    payload = {
+        'format': FORMAT,
+        'version': VERSION,
+        'model_state': dict(model.state_dict()),
+        'optimizer_state': (_plain(optimizer.state_dict(), 'optimizer_state')
+                            if optimizer is not None else None),
+        'counters': _plain(dict(counters or {}), 'counters'),
+        'params': _plain(dict(params or {}), 'params'),
+        'config': _plain(asdict(config), 'config'),
+    }
+    temp = path.with_name(f'.{path.name}.{secrets.token_hex(4)}.partial')
+    try:
+        with open(temp, 'xb') as stream:
+            torch.save(payload, stream)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            temp.unlink()
+        raise
+    _fsync_directory(path.parent)
+
+
+def load_checkpoint(path: str | os.PathLike[str],
+                    device: str | torch.device = 'cpu') -> dict[str, Any]:
+    """
+    Read a checkpoint with ``torch.load(weights_only=True)``; tensors go to ``device``.
+
+    Return ``model_state``, ``optimizer_state`` (None if not saved), ``counters``,
+    ``params`` and ``config`` (a :class:`ModelConfig`). A truncated, corrupt or foreign
+    file raises :class:`CheckpointError`; a missing one ``FileNotFoundError``.
+    """
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f'checkpoint {str(path)!r} does not exist')
+    try:
+        payload = torch.load(path, map_location=device, weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError,
+            AttributeError, TypeError, KeyError) as error:
+        raise CheckpointError(f'{path}: not a readable checkpoint (truncated or corrupt?): '
+                              f'{" ".join(str(error).split())[:300]}') from error
+    if not isinstance(payload, dict) or payload.get('format') != FORMAT:
+        raise CheckpointError(f'{path}: not an ssl_obstacle checkpoint')
+    if payload.get('version') != VERSION:
+        raise CheckpointError(f'{path}: checkpoint version {payload.get("version")} is not '
+                              f'supported (expected {VERSION})')
+    raw = payload.get('config')
+    names = {f.name for f in fields(ModelConfig)}
+    if not isinstance(raw, dict) or set(raw) - names:
+        raise CheckpointError(f'{path}: bad model config {raw!r}')
+    try:
+        config = ModelConfig(**raw)
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f'{path}: bad model config: {error}') from error
+    return {
+        'model_state': payload['model_state'],
+        'optimizer_state': payload.get('optimizer_state'),
+        'counters': dict(payload.get('counters') or {}),
+        'params': dict(payload.get('params') or {}),
+        'config': config,
+    }
+
+
+def build_model(checkpoint: Mapping[str, Any],
+                device: str | torch.device | None = None) -> ObstacleNet:
+    """
+    Return an :class:`ObstacleNet` with the checkpoint's config and weights.
+
+    The model is on ``device`` (default: where the checkpoint's tensors were loaded), in
+    eval mode; call ``train()`` to go on training it.
+    """
+    model = ObstacleNet(checkpoint['config'])
+    state = checkpoint['model_state']
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        raise CheckpointError(f'checkpoint weights do not fit its config: {error}') from error
+    if device is None:
+        tensors = [v for v in state.values() if isinstance(v, torch.Tensor)]
+        device = tensors[0].device if tensors else 'cpu'
+    return model.to(device).eval()
+
+
+def _fsync_directory(directory: pathlib.Path) -> None:
+    """Persist the rename itself; without it a power cut can lose the new directory entry."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,511 @@
+"""
+The online learner: replay, background training, prequential evaluation, safe prediction.
+
+The ROS node is a thin shell around :class:`OnlineLearner`; everything that decides *what*
+is learned and *how it is scored* lives here, free of rclpy, so that it can be tested and
+reused offline.
+
+Three threads meet here, and each concern has its own answer:
+
+* **Training never runs in a caller's thread.** :meth:`OnlineLearner.add_labeled` and
+  :meth:`OnlineLearner.predict` only predict and copy; the optimiser steps in a background
+  thread (:meth:`~OnlineLearner.start`), capped at ``max_updates_per_second`` so that it
+  leaves CPU to the rest of the robot, or synchronously through
+  :meth:`~OnlineLearner.train_steps` (tests, offline use), which is the same code path.
+* **Prediction never sees half-updated weights.** The trainer owns a private model. After
+  every ``publish_every`` steps it deep-copies it into a new, frozen, eval-mode
+  :class:`ModelSnapshot` and publishes it by rebinding one attribute, an atomic reference
+  swap in Python. A predictor takes the reference once and runs on that snapshot to the
+  end; nothing ever writes into a published snapshot, so there is no lock on the
+  prediction path and prediction never waits for a training step.
+* **Evaluation is prequential.** Every labeled frame is first predicted by the current
+  snapshot and scored against its labels, *then* added to the replay buffer: the running
+  AUC is over frames the model had not trained on, an honest figure with no held-out set.
+  The window holds the last ``auc_window`` scored frames; AUC per distance pools the
+  sensors, and the overall AUC pools every known cell.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+import copy
+from dataclasses import asdict, dataclass, field
+import logging
+import math
+from pathlib import Path
+import threading
+import time
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .metrics import auc_by_distance, roc_auc
+from .model import augment, masked_bce_loss, ModelConfig, ObstacleNet, predict_probabilities
+from .model import preprocess
+from .replay import ReplayBuffer
+
+_LOG = logging.getLogger(__name__)
+
+#: Losses averaged into :attr:`LearnerStatusData.recent_loss`.
+RECENT_LOSS_STEPS = 50
+
+
+@dataclass(frozen=True)
+class LearnerSettings:
+    """
+    How the online learner trains, and how much it remembers.
+
+    ``max_updates_per_second`` caps the background thread (0: no cap), so training cannot
+    starve the camera pipeline on a small computer. ``min_buffer`` frames are collected
+    before the first step, so the first batches are not a handful of frames repeated.
+    ``train_threads`` is the torch intra-op thread count of the training thread.
+    """
+
+    learning_rate: float = 1e-3
+    batch_size: int = 64
+    max_updates_per_second: float = 20.0
+    buffer_size: int = 20000
+    min_buffer: int = 64
+    device: str = 'cpu'
+    seed: int = 0
+    augment: bool = True
+    train_threads: int = 1
+    auc_window: int = 2000
+    #: Publish a prediction snapshot after every this many steps (1: after each).
+    publish_every: int = 1
+
+
+@dataclass
+class LearnerStatusData:
+    """
+    A consistent picture of the learner for the 1 Hz status message and the demo's log.
+
+    AUCs are NaN while the window lacks a class (e.g. no positive cell yet at a distance).
+    """
+
+    updates: int
+    labeled_frames: int
+    replay_size: int
+    recent_loss: float
+    auc_by_distance: np.ndarray
+    auc: float
+    paused: bool
+    replay_positive_frames: int = 0
+    replay_evicted: int = 0
+    window_frames: int = 0
+    model_version: int = 0
+    resets: int = 0
+    running: bool = False
+    error: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelSnapshot:
+    """
+    Published weights for prediction: never modified after publication.
+
+    ``version`` increases with every publication (also across resets and loads), so a
+    caller can tell which weights produced a prediction; ``updates`` is the training step
+    count they reflect.
+    """
+
+    version: int
+    updates: int
+    model: ObstacleNet
+
+
+def _config_dict(config: ModelConfig | Mapping[str, Any]) -> dict[str, Any]:
+    """Return a ModelConfig (or its dict form from a checkpoint) as a comparable dict."""
+    values = dict(config) if isinstance(config, Mapping) else asdict(config)
+    if 'filters' in values:
+        values['filters'] = tuple(int(f) for f in values['filters'])
+    return values
+
+
+class OnlineLearner:
+    """
+    Learn obstacle perception from a stream of labeled frames while predicting on others.
+
+    Thread safety: ``add_labeled`` and ``predict`` may be called from any threads, together
+    with the training thread; ``train_steps``, ``reset_model``, ``state_dict``,
+    ``load_state_dict``, ``save`` and ``load`` serialise with training on one lock.
+    """
+
+    def __init__(self, config: ModelConfig | None = None,
+                 settings: LearnerSettings | None = None) -> None:
+        """Build a fresh model, its optimiser, an empty replay buffer and a first snapshot."""
+        self.config = config if config is not None else ModelConfig()
+        self.settings = settings if settings is not None else LearnerSettings()
+        if self.settings.batch_size < 1 or self.settings.auc_window < 1:
+            raise ValueError('batch_size and auc_window must be at least 1')
+        self.device = self._resolve_device(self.settings.device)
+        shape = (self.config.num_sensors, self.config.num_distances)
+        self.buffer = ReplayBuffer(
+            self.settings.buffer_size, (self.config.image_height, self.config.image_width, 3),
+            *shape, seed=self.settings.seed)
+        self._rng = np.random.default_rng(self.settings.seed)
+        # Serialises everything that touches the training model and optimiser.
+        self._train_lock = threading.RLock()
+        # Guards the prequential window and the labeled-frame counter.
+        self._window_lock = threading.Lock()
+        self._window_probs = np.full((self.settings.auc_window, *shape), np.nan, np.float32)
+        self._window_labels = np.full((self.settings.auc_window, *shape), np.nan, np.float32)
+        self._window_count = 0
+        self._window_next = 0
+        self.updates = 0
+        self.labeled_frames = 0
+        self.resets = 0
+        self._version = 0
+        self._losses: deque[float] = deque(maxlen=RECENT_LOSS_STEPS)
+        self._paused = threading.Event()
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self._snapshot: ModelSnapshot
+        self._model, self._optimizer = self._fresh_model()
+        self._publish()
+
+    # -- construction helpers -------------------------------------------------------------
+
+    @staticmethod
+    def _resolve_device(device: str) -> torch.device:
+        """Return the torch device, falling back to the CPU when CUDA is asked but absent."""
+        if device.startswith('cuda') and not torch.cuda.is_available():
+            _LOG.warning('device %r requested but CUDA is not available: using the CPU', device)
+            return torch.device('cpu')
+        return torch.device(device)
+
+    def _fresh_model(self) -> tuple[ObstacleNet, torch.optim.Optimizer]:
+        """
+        Return newly initialised weights and a new Adam optimiser.
+
+        The initialisation is seeded from ``seed`` and the reset count inside a forked RNG,
+        so runs are reproducible and the process's global torch RNG is left alone.
+        """
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.settings.seed * 1000 + self.resets)
+            model = ObstacleNet(self.config).to(self.device)
+        optimizer = torch.optim.Adam(model.parameters(), lr=self.settings.learning_rate)
+        return model, optimizer
+
+    def _publish(self) -> None:
+        """
+        Publish a frozen copy of the training model for prediction (caller holds the lock).
+
+        The copy is complete before the reference is rebound, and rebinding an attribute is
+        atomic, so a predictor sees either the old or the new weights, never a mix.
+        """
+        model = copy.deepcopy(self._model)
+        model.eval()
+        for parameter in model.parameters():
+            parameter.requires_grad_(False)
+            parameter.grad = None
+        self._version += 1
+        self._snapshot = ModelSnapshot(self._version, self.updates, model)
+
+    # -- prediction and prequential evaluation ---------------------------------------------
+
+    def snapshot(self) -> ModelSnapshot:
+        """Return the currently published weights (immutable; safe to keep and reuse)."""
+        return self._snapshot
+
+    def predict_with_version(self, images: np.ndarray) -> tuple[np.ndarray, int]:
+        """Return :meth:`predict`'s probabilities and the snapshot version that made them."""
+        snapshot = self._snapshot  # one read: the whole prediction uses these weights
+        images = np.asarray(images)
+        probabilities = predict_probabilities(snapshot.model, images, device=self.device)
+        if images.ndim == 3:
+            probabilities = probabilities[0]
+        return probabilities, snapshot.version
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        """
+        Return P(obstacle) (S, D) for one uint8 frame (H, W, 3), or (N, S, D) for a batch.
+
+        Uses the latest published snapshot without locking, so it never waits for a
+        training step and never sees a half-updated parameter set.
+        """
+        return self.predict_with_version(images)[0]
+
+    def add_labeled(self, image: np.ndarray, labels: np.ndarray, stamp: int) -> np.ndarray:
+        """
+        Score one labeled frame with the current model, then keep it for training.
+
+        The order is the point (prequential evaluation): the prediction is made and recorded
+        in the running window before the frame enters the replay buffer, so the model has
+        never trained on a frame it is scored on. Frames without any known cell are scored
+        (they change nothing) but not stored: they would carry no gradient. Returns the
+        prediction (S, D).
+        """
+        labels = np.asarray(labels, dtype=np.float32)
+        shape = (self.config.num_sensors, self.config.num_distances)
+        if labels.shape != shape:
+            raise ValueError(f'labels must be {shape}, got {labels.shape}')
+        prediction = self.predict(image)
+        with self._window_lock:
+            slot = self._window_next
+            self._window_probs[slot] = prediction
+            self._window_labels[slot] = labels
+            self._window_next = (slot + 1) % self.settings.auc_window
+            self._window_count = min(self._window_count + 1, self.settings.auc_window)
+            self.labeled_frames += 1
+        if not np.isnan(labels).all():
+            self.buffer.add(image, labels, stamp)
+            self._wake.set()
+        return prediction
+
+    def _clear_window(self) -> None:
+        """Forget the scored frames: they describe a model that is no longer current."""
+        with self._window_lock:
+            self._window_probs[:] = np.nan
+            self._window_labels[:] = np.nan
+            self._window_count = 0
+            self._window_next = 0
+
+    def prequential_window(self) -> tuple[np.ndarray, np.ndarray]:
+        """Return copies of the scored (probabilities, labels) in the window, (n, S, D)."""
+        with self._window_lock:
+            count = self._window_count
+            return self._window_probs[:count].copy(), self._window_labels[:count].copy()
+
+    # -- training ----------------------------------------------------------------------------
+
+    def _train_once(self) -> float:
+        """
+        Take one optimiser step on a replay batch; return its loss.
+
+        Sampling, augmentation, the step and publication all happen under the training
+        lock, so the synchronous and background paths cannot interleave.
+        """
+        settings = self.settings
+        with self._train_lock:
+            images, labels, _ = self.buffer.sample(settings.batch_size, self._rng)
+            if settings.augment:
+                images, labels = augment(images, labels, self._rng)
+            inputs = preprocess(images).to(self.device)
+            targets = torch.from_numpy(np.ascontiguousarray(labels)).to(self.device)
+            self._model.train()
+            self._optimizer.zero_grad(set_to_none=True)
+            loss = masked_bce_loss(self._model(inputs), targets)
+            loss.backward()
+            self._optimizer.step()
+            self.updates += 1
+            value = float(loss.detach())
+            self._losses.append(value)
+            if self.updates % max(1, settings.publish_every) == 0:
+                self._publish()
+            return value
+
+    def _can_train(self) -> bool:
+        """Return whether the buffer holds enough frames for a step."""
+        return len(self.buffer) >= max(1, self.settings.min_buffer)
+
+    def train_steps(self, n: int) -> int:
+        """
+        Take up to ``n`` steps now, in the calling thread; return how many were taken.
+
+        The same code as the background thread, without its rate cap; none are taken
+        while the buffer holds fewer than ``min_buffer`` frames. An explicit call trains
+        even when paused (pausing governs the background thread).
+        """
+        done = 0
+        for _ in range(int(n)):
+            if not self._can_train():
+                break
+            self._train_once()
+            done += 1
+        return done
+
+    def start(self) -> None:
+        """Start the background training thread (no-op if it is running)."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop.clear()
+        self._error = None
+        self._thread = threading.Thread(target=self._run, name='ssl-online-trainer',
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> bool:
+        """Stop the training thread after its current step; return whether it has ended."""
+        self._stop.set()
+        self._wake.set()
+        thread = self._thread
+        if thread is None:
+            return True
+        thread.join(timeout)
+        return not thread.is_alive()
+
+    @property
+    def running(self) -> bool:
+        """Return whether the training thread is alive."""
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def error(self) -> BaseException | None:
+        """Return the exception that ended the training thread, if one did."""
+        return self._error
+
+    def _run(self) -> None:
+        """Train until stopped: wait while paused or short of frames, pace to the cap."""
+        torch.set_num_threads(max(1, int(self.settings.train_threads)))
+        cap = float(self.settings.max_updates_per_second)
+        period = 1.0 / cap if cap > 0 else 0.0
+        next_step = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                if self._paused.is_set() or not self._can_train():
+                    self._wake.wait(0.05)
+                    self._wake.clear()
+                    next_step = time.monotonic()
+                    continue
+                if period:
+                    delay = next_step - time.monotonic()
+                    if delay > 0:
+                        self._stop.wait(delay)
+                        continue
+                    # Never bank more than one period of slack (no bursts after a stall).
+                    next_step = max(next_step + period, time.monotonic() - period)
+                self._train_once()
+        except Exception as error:  # reported through status(); the node decides what to do
+            _LOG.exception('online training stopped by an error')
+            self._error = error
+
+    def pause(self) -> None:
+        """Stop taking training steps (frames are still scored and stored)."""
+        self._paused.set()
+
+    def resume(self) -> None:
+        """Take training steps again."""
+        self._paused.clear()
+        self._wake.set()
+
+    @property
+    def paused(self) -> bool:
+        """Return whether training is paused."""
+        return self._paused.is_set()
+
+    def reset_model(self) -> None:
+        """
+        Start again from fresh weights and a new optimiser.
+
+        The replay buffer and the cumulative counters (updates, labeled frames) are kept:
+        the stored frames are still correctly labeled, so relearning from them is the
+        quickest recovery, and monotonic counters keep logs and plots simple. The
+        prequential window is cleared, as it scored the old model.
+        """
+        with self._train_lock:
+            self.resets += 1
+            self._model, self._optimizer = self._fresh_model()
+            self._losses.clear()
+            self._publish()
+        self._clear_window()
+
+    # -- status --------------------------------------------------------------------------------
+
+    def status(self) -> LearnerStatusData:
+        """Return counters, the recent loss and the prequential AUCs (a few ms to compute)."""
+        probs, labels = self.prequential_window()
+        distances = self.config.num_distances
+        if len(probs):
+            by_distance = np.asarray(auc_by_distance(probs, labels), dtype=np.float64)
+            known = ~np.isnan(labels)
+            overall = float(roc_auc(probs[known], labels[known]))
+        else:
+            by_distance = np.full(distances, np.nan)
+            overall = math.nan
+        losses = list(self._losses)
+        counters = self.buffer.counters()
+        error = self._error
+        return LearnerStatusData(
+            updates=self.updates, labeled_frames=self.labeled_frames,
+            replay_size=counters['held'],
+            recent_loss=float(np.mean(losses)) if losses else math.nan,
+            auc_by_distance=by_distance, auc=overall, paused=self.paused,
+            replay_positive_frames=counters['positive_frames'],
+            replay_evicted=counters['evicted'], window_frames=len(probs),
+            model_version=self._snapshot.version, resets=self.resets,
+            running=self.running, error=None if error is None else repr(error))
+
+    # -- checkpoints ---------------------------------------------------------------------------
+
+    def _counters(self) -> dict[str, int]:
+        """Return the counters a checkpoint carries."""
+        return {'updates': self.updates, 'labeled_frames': self.labeled_frames,
+                'resets': self.resets}
+
+    def state_dict(self) -> dict[str, Any]:
+        """
+        Return model, optimiser, counters, settings and config as plain copies.
+
+        The replay buffer is not included: at the default size it is hundreds of
+        megabytes, and the robot refills it in minutes.
+        """
+        with self._train_lock:
+            return {
+                'model_state': {key: value.detach().clone()
+                                for key, value in self._model.state_dict().items()},
+                'optimizer_state': copy.deepcopy(self._optimizer.state_dict()),
+                'counters': self._counters(),
+                'params': asdict(self.settings),
+                'config': asdict(self.config),
+            }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """
+        Restore weights, optimiser and counters from :meth:`state_dict` or a checkpoint.
+
+        The network sizes must match this learner's config. The stored settings are
+        provenance only: the settings this learner was built with stay in force. The
+        prequential window is cleared, and the restored weights are published at once.
+        """
+        stored = state.get('config')
+        if stored is not None and _config_dict(stored) != _config_dict(self.config):
+            raise ValueError(f'checkpoint config {_config_dict(stored)} does not match '
+                             f'{_config_dict(self.config)}')
+        with self._train_lock:
+            self._model.load_state_dict(state['model_state'])
+            if state.get('optimizer_state') is not None:
+                self._optimizer.load_state_dict(state['optimizer_state'])
+            counters = state.get('counters') or {}
+            self.updates = int(counters.get('updates', 0))
+            self.resets = int(counters.get('resets', 0))
+            with self._window_lock:
+                self.labeled_frames = int(counters.get('labeled_frames', 0))
+            self._losses.clear()
+            self._publish()
+        self._clear_window()
+
+    def save(self, path: str | Path) -> None:
+        """
+        Write a checkpoint atomically (see :func:`~.checkpoint.save_checkpoint`).
+
+        Holds the training lock while writing, so model and optimiser are from the same
+        step; prediction is not blocked.
+        """
+        with self._train_lock:
+            save_checkpoint(path, self._model, optimizer=self._optimizer,
+                            counters=self._counters(), params=asdict(self.settings),
+                            config=self.config)
+
+    def load(self, path: str | Path) -> None:
+        """Restore from a checkpoint file, loaded with ``weights_only=True``."""
+        self.load_state_dict(load_checkpoint(path, device=str(self.device)))
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path,
+                        settings: LearnerSettings | None = None) -> OnlineLearner:
+        """Return a learner built with a checkpoint's config and restored from it."""
+        checkpoint = load_checkpoint(path, device='cpu')
+        stored = checkpoint.get('config')
+        if isinstance(stored, ModelConfig):
+            config = stored
+        else:
+            config = ModelConfig(**_config_dict(stored)) if stored else ModelConfig()
+        learner = cls(config, settings)
+        learner.load_state_dict(checkpoint)
+        return learner

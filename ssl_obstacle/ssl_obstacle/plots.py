@@ -1,0 +1,130 @@
+"""
+Figures and report files of evaluations (``evaluate``, the demo, benchmarks).
+
+Every file is written atomically: to a hidden temporary file in the target directory, then
+renamed over the target, so a reader (or a crash) never sees a half-written PNG or JSON.
+Figures are drawn with matplotlib's object API (``Figure`` rendered by Agg), never pyplot:
+no display is needed, no global state is touched, and nodes may plot from any thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import pathlib
+import secrets
+from typing import Any, Iterator, Mapping, Sequence
+
+import matplotlib
+from matplotlib.figure import Figure
+import numpy as np
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike[str]) -> Iterator[pathlib.Path]:
+    """
+    Yield a temporary path beside ``path``; on success move it onto ``path``.
+
+    If the block raises, the temporary file is removed and ``path`` keeps its old content.
+    """
+    path = pathlib.Path(path)
+    temp = path.with_name(f'.{path.name}.{secrets.token_hex(4)}.partial')
+    try:
+        yield temp
+        with open(temp, 'rb+') as stream:
+            os.fsync(stream.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            temp.unlink()
+        raise
+
+
+def json_ready(value: Any) -> Any:
+    """Return ``value`` with numpy types as Python ones and NaN/inf as None (JSON null)."""
+    if isinstance(value, np.ndarray):
+        return json_ready(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    return value
+
+
+def write_json(path: str | os.PathLike[str], data: Any) -> None:
+    """Write ``data`` as indented JSON atomically (NaN becomes null, as JSON has no NaN)."""
+    with atomic_output(path) as temp:
+        temp.write_text(json.dumps(json_ready(data), indent=2, allow_nan=False) + '\n')
+
+
+def _save(figure: Figure, path: str | os.PathLike[str]) -> None:
+    with atomic_output(path) as temp:
+        figure.savefig(temp, format='png', dpi=110)
+
+
+def plot_auc_heatmap(path: str | os.PathLike[str], grid: np.ndarray,
+                     sensor_names: Sequence[str], distances: Sequence[float],
+                     title: str = 'ROC AUC per sensor and distance') -> None:
+    """
+    Draw the AUC grid as an annotated colour map: distance (rows) × sensor (columns).
+
+    The scale runs from 0.5 (chance) to 1; cells without both classes are grey and marked
+    'n/a', so a missing value is never mistaken for a poor one.
+    """
+    grid = np.asarray(grid, dtype=np.float64).T  # (D, S)
+    distances = list(distances)
+    height = max(4.0, 0.22 * len(distances) + 1.5)
+    figure = Figure(figsize=(1.3 * len(sensor_names) + 2.5, height))
+    axes = figure.subplots()
+    cmap = matplotlib.colormaps['viridis'].copy()
+    cmap.set_bad('0.8')
+    image = axes.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=0.5, vmax=1.0,
+                        aspect='auto', origin='lower', interpolation='nearest')
+    for d in range(grid.shape[0]):
+        for s in range(grid.shape[1]):
+            value = grid[d, s]
+            text = 'n/a' if np.isnan(value) else f'{value:.2f}'
+            color = 'black' if np.isnan(value) or value > 0.8 else 'white'
+            axes.text(s, d, text, ha='center', va='center', fontsize=6, color=color)
+    axes.set_xticks(range(len(sensor_names)), labels=list(sensor_names), rotation=30,
+                    ha='right')
+    step = max(1, len(distances) // 16)
+    axes.set_yticks(range(0, len(distances), step),
+                    labels=[f'{100 * d:.0f}' for d in distances[::step]])
+    axes.set_xlabel('sensor')
+    axes.set_ylabel('distance ahead [cm]')
+    axes.set_title(title)
+    figure.colorbar(image, ax=axes, label='AUC')
+    figure.tight_layout()
+    _save(figure, path)
+
+
+def plot_auc_by_distance(path: str | os.PathLike[str], distances: Sequence[float],
+                         auc: Sequence[float], low: Sequence[float] | None = None,
+                         high: Sequence[float] | None = None,
+                         title: str = 'ROC AUC by distance (all sensors pooled)',
+                         label: str = 'AUC') -> None:
+    """Draw AUC against distance, with its confidence band when ``low``/``high`` are given."""
+    centimetres = 100.0 * np.asarray(distances, dtype=np.float64)
+    figure = Figure(figsize=(6.4, 4.0))
+    axes = figure.subplots()
+    if low is not None and high is not None:
+        axes.fill_between(centimetres, np.asarray(low, dtype=np.float64),
+                          np.asarray(high, dtype=np.float64), alpha=0.3, label='95% CI')
+    axes.plot(centimetres, np.asarray(auc, dtype=np.float64), marker='o', markersize=3,
+              label=label)
+    axes.axhline(0.5, color='0.5', linestyle='--', linewidth=1, label='chance')
+    axes.set_ylim(0.4, 1.02)
+    axes.set_xlabel('distance ahead [cm]')
+    axes.set_ylabel('ROC AUC')
+    axes.set_title(title)
+    axes.grid(alpha=0.3)
+    axes.legend(loc='lower left')
+    figure.tight_layout()
+    _save(figure, path)

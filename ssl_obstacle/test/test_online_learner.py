@@ -1,0 +1,324 @@
+"""
+The online learner's logic (core/online.py): prequential order, learning, threads, state.
+
+A small network (32×40 input, 3 sensors, 4 distances) keeps these fast; it is the real
+ObstacleNet and the real training path, only sized down.
+"""
+
+import threading
+import time
+
+import numpy as np
+import pytest
+from ssl_obstacle.core.metrics import auc_by_distance, roc_auc
+from ssl_obstacle.core.model import ModelConfig, ObstacleNet, predict_probabilities
+from ssl_obstacle.core.online import LearnerSettings, OnlineLearner
+import torch
+
+CONFIG = ModelConfig(num_sensors=3, num_distances=4, image_height=32, image_width=40)
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Predict in one thread, as the node will: on 2 busy cores more threads only wait."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def settings(**overrides) -> LearnerSettings:
+    values = {'batch_size': 64, 'min_buffer': 8, 'buffer_size': 500,
+              'max_updates_per_second': 0.0, 'auc_window': 200, 'seed': 0}
+    values.update(overrides)
+    return LearnerSettings(**values)
+
+
+def synthetic(rng: np.random.Generator, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """
+    Return frames where a coloured square decides the labels.
+
+    A red square is an obstacle in front of the sensor on its side (left, centre or right
+    third of the image); a big one is seen at every distance, a small one only at the far
+    ones (0.5 … 1 of the range). A blue square is no obstacle at all. About 10 % of the
+    cells are unknown.
+    """
+    height, width = CONFIG.image_height, CONFIG.image_width
+    images = rng.integers(60, 140, size=(count, height, width, 3)).astype(np.uint8)
+    labels = np.zeros((count, CONFIG.num_sensors, CONFIG.num_distances), dtype=np.float32)
+    for i in range(count):
+        sensor = int(rng.integers(0, 3))
+        big = bool(rng.random() < 0.5)
+        red = bool(rng.random() < 0.5)
+        side = 12 if big else 5
+        x0 = sensor * width // 3 + int(rng.integers(0, width // 3 - side + 1))
+        y0 = int(rng.integers(0, height - side + 1))
+        colour = (220, 30, 30) if red else (30, 30, 220)
+        images[i, y0:y0 + side, x0:x0 + side] = colour
+        if red:
+            labels[i, sensor, (0 if big else 2):] = 1.0
+    labels[rng.random(labels.shape) < 0.1] = np.nan
+    return images, labels
+
+
+def fill(learner: OnlineLearner, count: int, seed: int = 1, start: int = 0) -> None:
+    images, labels = synthetic(np.random.default_rng(seed), count)
+    for i in range(count):
+        learner.add_labeled(images[i], labels[i], start + i)
+
+
+def held_in(learner: OnlineLearner, stamp: int) -> bool:
+    return stamp in learner.buffer.stamps[:len(learner.buffer)].tolist()
+
+
+def test_a_frame_is_scored_before_it_is_stored_or_trained_on():
+    learner = OnlineLearner(CONFIG, settings(augment=False))
+    fill(learner, 32)
+    assert learner.train_steps(5) == 5
+    image, labels = (array[0] for array in synthetic(np.random.default_rng(99), 1))
+    expected = learner.predict(image)  # what the model before the add says
+    seen_at_add = []
+    original_add = learner.buffer.add
+
+    def add_spy(*args, **kwargs):
+        probs, scored = learner.prequential_window()
+        seen_at_add.append((len(probs), probs[-1].copy(), scored[-1].copy()))
+        return original_add(*args, **kwargs)
+
+    learner.buffer.add = add_spy
+    updates = learner.updates
+    assert not held_in(learner, 12345)
+    returned = learner.add_labeled(image, labels, 12345)
+    # Scored by the pre-add model, recorded in the window, and only then stored.
+    np.testing.assert_array_equal(returned, expected)
+    assert len(seen_at_add) == 1
+    count, window_probs, window_labels = seen_at_add[0]
+    assert count == 33
+    np.testing.assert_array_equal(window_probs, expected)
+    np.testing.assert_array_equal(window_labels, labels)
+    assert held_in(learner, 12345)
+    # add_labeled never trains; training afterwards moves the prediction.
+    assert learner.updates == updates
+    learner.train_steps(20)
+    assert not np.allclose(learner.predict(image), returned)
+
+
+def test_frames_without_known_cells_are_scored_but_not_stored():
+    learner = OnlineLearner(CONFIG, settings())
+    image = np.zeros((32, 40, 3), dtype=np.uint8)
+    unknown = np.full((3, 4), np.nan, dtype=np.float32)
+    prediction = learner.add_labeled(image, unknown, 1)
+    assert prediction.shape == (3, 4) and np.isfinite(prediction).all()
+    assert learner.labeled_frames == 1 and len(learner.buffer) == 0
+    with pytest.raises(ValueError):
+        learner.add_labeled(image, np.zeros((3, 5)), 2)
+
+
+def test_no_training_below_min_buffer():
+    learner = OnlineLearner(CONFIG, settings(min_buffer=20))
+    fill(learner, 19)
+    assert learner.train_steps(3) == 0 and learner.updates == 0
+    fill(learner, 1, seed=2, start=100)
+    assert learner.train_steps(3) == 3 and learner.updates == 3
+
+
+def test_learns_the_synthetic_task_to_auc_095_on_held_out_frames():
+    torch.manual_seed(0)  # dropout
+    learner = OnlineLearner(CONFIG, settings(buffer_size=2000, auc_window=2000))
+    fill(learner, 1500, seed=3)
+    test_images, test_labels = synthetic(np.random.default_rng(4), 400)
+    auc = float('nan')
+    for _ in range(15):  # at most 15 × 100 = 1500 updates of batch 64
+        assert learner.train_steps(100) == 100
+        probabilities = learner.predict(test_images)
+        auc = roc_auc(probabilities, test_labels)
+        if auc >= 0.95:
+            break
+    assert auc >= 0.95, f'held-out AUC {auc:.3f} after {learner.updates} updates'
+    print(f'held-out AUC {auc:.3f} after {learner.updates} updates')
+    # Per distance too, and the prequential figures are well defined.
+    assert np.nanmin(auc_by_distance(probabilities, test_labels)) > 0.9
+    status = learner.status()
+    assert status.updates == learner.updates <= 1500
+    assert status.labeled_frames == 1500 and status.replay_size == 1500
+    assert status.auc_by_distance.shape == (4,) and 0.0 <= status.auc <= 1.0
+    assert np.isfinite(status.recent_loss)
+
+
+def test_running_auc_covers_the_last_window_and_is_nan_without_both_classes():
+    learner = OnlineLearner(CONFIG, settings(auc_window=50))
+    status = learner.status()
+    assert np.isnan(status.auc) and np.isnan(status.recent_loss)
+    assert status.auc_by_distance.shape == (4,) and np.isnan(status.auc_by_distance).all()
+    fill(learner, 120)
+    probs, labels = learner.prequential_window()
+    assert probs.shape == labels.shape == (50, 3, 4)
+    status = learner.status()
+    assert status.window_frames == 50 and status.labeled_frames == 120
+    np.testing.assert_allclose(status.auc_by_distance, auc_by_distance(probs, labels))
+    assert status.auc == pytest.approx(roc_auc(probs, labels))
+    # Labels only negative at distance 0: NaN there, defined elsewhere.
+    learner = OnlineLearner(CONFIG, settings(auc_window=50))
+    images, labels = synthetic(np.random.default_rng(5), 60)
+    labels[:, :, 0] = 0.0
+    for i in range(60):
+        learner.add_labeled(images[i], labels[i], i)
+    by_distance = learner.status().auc_by_distance
+    assert np.isnan(by_distance[0]) and np.isfinite(by_distance[1:]).all()
+
+
+class RecordingLearner(OnlineLearner):
+    """Keep an independent copy of the weights of every published version."""
+
+    def _publish(self) -> None:
+        super()._publish()
+        if not hasattr(self, 'published'):
+            self.published = {}
+        self.published[self._snapshot.version] = {
+            key: value.detach().clone() for key, value in self._model.state_dict().items()}
+
+
+def test_background_training_with_concurrent_adds_and_consistent_predictions():
+    learner = RecordingLearner(CONFIG, settings(train_threads=1))
+    fill(learner, 16)
+    errors: list[BaseException] = []
+    records: list[tuple[int, np.ndarray, int]] = []
+    stop = threading.Event()
+    images, labels = synthetic(np.random.default_rng(6), 400)
+
+    def adder() -> None:
+        try:
+            i = 0
+            while not stop.is_set():
+                learner.add_labeled(images[i % 400], labels[i % 400], 1000 + i)
+                i += 1
+                time.sleep(0.002)
+        except Exception as error:  # reported by the main thread
+            errors.append(error)
+
+    def predictor() -> None:
+        try:
+            i = 0
+            while not stop.is_set():
+                probabilities, version = learner.predict_with_version(images[i % 400])
+                records.append((i % 400, probabilities, version))
+                i += 1
+        except Exception as error:  # reported by the main thread
+            errors.append(error)
+
+    learner.start()
+    threads = [threading.Thread(target=adder), threading.Thread(target=predictor)]
+    for thread in threads:
+        thread.start()
+    time.sleep(2.0)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    assert learner.stop(timeout=5.0)
+    assert not errors, errors
+    assert learner.error is None and not learner.running
+    assert learner.updates > 0 and learner.labeled_frames > 100
+    assert all(np.isfinite(probs).all() for _, probs, _ in records)
+    versions = [version for _, _, version in records]
+    assert len(set(versions)) > 1, 'predictions should have seen several snapshots'
+    # Every prediction equals a recomputation with the weights of the version it reports:
+    # no prediction ever ran on a mix of two versions.
+    model = ObstacleNet(CONFIG)
+    step = max(1, len(records) // 150)
+    for index, probabilities, version in records[::step]:
+        model.load_state_dict(learner.published[version])
+        again = predict_probabilities(model, images[index][None])[0]
+        np.testing.assert_allclose(probabilities, again, rtol=0, atol=1e-5)
+
+
+def test_pause_stops_updates_and_resume_restarts_them():
+    learner = OnlineLearner(CONFIG, settings(max_updates_per_second=50.0))
+    fill(learner, 16)
+    learner.start()
+    try:
+        deadline = time.monotonic() + 10.0
+        while learner.updates == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert learner.updates > 0
+        learner.pause()
+        assert learner.paused and learner.status().paused
+        time.sleep(0.3)  # let a step in progress finish
+        frozen = learner.updates
+        fill(learner, 8, seed=7, start=100)  # frames still arrive and are scored
+        time.sleep(0.4)
+        assert learner.updates == frozen
+        assert learner.labeled_frames == 24
+        learner.resume()
+        deadline = time.monotonic() + 10.0
+        while learner.updates == frozen and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert learner.updates > frozen and not learner.paused
+    finally:
+        assert learner.stop()
+
+
+def test_update_rate_cap_is_respected():
+    learner = OnlineLearner(CONFIG, settings(max_updates_per_second=10.0, batch_size=8))
+    fill(learner, 16)
+    learner.start()
+    time.sleep(1.0)
+    assert learner.stop()
+    assert 1 <= learner.updates <= 13
+
+
+def test_reset_model_changes_predictions_and_keeps_the_buffer():
+    learner = OnlineLearner(CONFIG, settings())
+    fill(learner, 64)
+    learner.train_steps(10)
+    image = synthetic(np.random.default_rng(8), 1)[0][0]
+    before, version = learner.predict_with_version(image)
+    learner.reset_model()
+    after, new_version = learner.predict_with_version(image)
+    assert new_version > version
+    assert not np.allclose(before, after)
+    status = learner.status()
+    assert status.replay_size == 64 and status.labeled_frames == 64
+    assert status.updates == 10 and status.resets == 1 and status.window_frames == 0
+    assert learner.train_steps(2) == 2  # trains again from the kept buffer
+
+
+def test_state_dict_save_and_load_reproduce_predictions_and_counters(tmp_path):
+    learner = OnlineLearner(CONFIG, settings())
+    fill(learner, 64)
+    learner.train_steps(12)
+    images = synthetic(np.random.default_rng(9), 10)[0]
+    expected = learner.predict(images)
+    assert expected.shape == (10, 3, 4)
+
+    copy = OnlineLearner(CONFIG, settings(seed=5))
+    assert not np.allclose(copy.predict(images), expected)
+    copy.load_state_dict(learner.state_dict())
+    np.testing.assert_array_equal(copy.predict(images), expected)
+    assert (copy.updates, copy.labeled_frames) == (12, 64)
+
+    path = tmp_path / 'learner.pt'
+    learner.save(path)
+    assert [p.name for p in tmp_path.iterdir()] == ['learner.pt']  # no temporary left
+    loaded = OnlineLearner(CONFIG, settings(seed=7))
+    loaded.load(path)
+    np.testing.assert_array_equal(loaded.predict(images), expected)
+    assert (loaded.updates, loaded.labeled_frames) == (12, 64)
+    restored = OnlineLearner.from_checkpoint(path, settings())
+    assert restored.config == CONFIG
+    np.testing.assert_array_equal(restored.predict(images), expected)
+    # The optimiser state came back too: Adam's moments match.
+    original = learner.state_dict()['optimizer_state']['state']
+    again = loaded.state_dict()['optimizer_state']['state']
+    for key in original:
+        torch.testing.assert_close(original[key]['exp_avg'], again[key]['exp_avg'])
+    # Training goes on from the loaded state.
+    fill(loaded, 64)
+    assert loaded.train_steps(2) == 2 and loaded.updates == 14
+
+
+def test_loading_a_checkpoint_of_another_shape_is_refused():
+    learner = OnlineLearner(CONFIG, settings())
+    other = OnlineLearner(ModelConfig(num_sensors=3, num_distances=5, image_height=32,
+                                      image_width=40), settings())
+    with pytest.raises(ValueError):
+        other.load_state_dict(learner.state_dict())
