@@ -82,8 +82,7 @@ def plot_auc_heatmap(path: str | os.PathLike[str], grid: np.ndarray,
     height = max(4.0, 0.22 * len(distances) + 1.5)
     figure = Figure(figsize=(1.3 * len(sensor_names) + 2.5, height))
     axes = figure.subplots()
-    cmap = matplotlib.colormaps['viridis'].copy()
-    cmap.set_bad('0.8')
+    cmap = matplotlib.colormaps['viridis'].with_extremes(bad='0.8')
     image = axes.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=0.5, vmax=1.0,
                         aspect='auto', origin='lower', interpolation='nearest')
     for d in range(grid.shape[0]):

@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
-import torch
 
 from ssl_obstacle.core.model import (augment, masked_bce_loss, ModelConfig, ObstacleNet,
                                      predict_probabilities, preprocess)
+import torch
 
 torch.set_num_threads(1)
 
@@ -89,7 +89,7 @@ def test_masked_loss_of_fractional_labels_is_minimal_at_the_label():
         optimizer.zero_grad()
         masked_bce_loss(logit, labels).backward()
         optimizer.step()
-    assert float(torch.sigmoid(logit)) == pytest.approx(0.3, abs=1e-3)
+    assert torch.sigmoid(logit).item() == pytest.approx(0.3, abs=1e-3)
 
 
 def test_masked_loss_of_an_all_unknown_batch_is_zero_with_a_graph():

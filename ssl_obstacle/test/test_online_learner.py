@@ -20,7 +20,7 @@ CONFIG = ModelConfig(num_sensors=3, num_distances=4, image_height=32, image_widt
 
 @pytest.fixture(autouse=True)
 def one_torch_thread():
-    """Predict in one thread, as the node will: on 2 busy cores more threads only wait."""
+    """Predict in one thread, and restore this thread's count afterwards for other tests."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -112,6 +112,11 @@ def test_frames_without_known_cells_are_scored_but_not_stored():
     assert learner.labeled_frames == 1 and len(learner.buffer) == 0
     with pytest.raises(ValueError):
         learner.add_labeled(image, np.zeros((3, 5)), 2)
+    with pytest.raises(ValueError):  # the camera's size, not the model's
+        learner.predict(np.zeros((48, 40, 3), dtype=np.uint8))
+    with pytest.raises(ValueError):
+        learner.predict(image.astype(np.float32))
+    assert learner.labeled_frames == 1
 
 
 def test_no_training_below_min_buffer():
@@ -322,3 +327,21 @@ def test_loading_a_checkpoint_of_another_shape_is_refused():
                                       image_width=40), settings())
     with pytest.raises(ValueError):
         other.load_state_dict(learner.state_dict())
+
+
+def test_predict_sets_the_calling_threads_torch_threads_only():
+    learner = OnlineLearner(CONFIG, settings(predict_threads=1))
+    image = np.zeros((32, 40, 3), dtype=np.uint8)
+    seen = []
+
+    def worker() -> None:
+        torch.set_num_threads(2)
+        learner.predict(image)
+        seen.append(torch.get_num_threads())
+
+    torch.set_num_threads(2)
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+    assert seen == [1]
+    assert torch.get_num_threads() == 2  # torch's OpenMP thread count is per thread

@@ -155,7 +155,8 @@ def test_labeler_fed_by_the_simulator_agrees_with_ground_truth():
         positives += int((frame['labels'][known] >= 0.5).sum())
     assert total > 2000
     assert positives > 100, 'the run should approach obstacles'
-    print(f'ground-truth agreement {agree / total:.4f} on {total} known cells of {len(frames)} frames')
+    print(f'ground-truth agreement {agree / total:.4f} on {total} known cells '
+          f'of {len(frames)} frames')
     assert agree / total >= 0.95, f'agreement {agree / total:.3f} on {total} cells'
     assert collisions == 0
 
