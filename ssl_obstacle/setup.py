@@ -29,6 +29,7 @@ setup(
             'labeler = ssl_obstacle.nodes.labeler_node:main',
             'simulator = ssl_obstacle.nodes.simulator_node:main',
             'explorer = ssl_obstacle.nodes.explorer_node:main',
+            'learner = ssl_obstacle.nodes.learner_node:main',
             'ssl-obstacle = ssl_obstacle.cli:main',
         ],
     },

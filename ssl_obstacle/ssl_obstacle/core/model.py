@@ -98,6 +98,8 @@ def preprocess(images: np.ndarray | torch.Tensor) -> torch.Tensor:
     channels), as in the paper: the model then sees contrast, not exposure, which differs
     between cameras, rooms and times of day.
     """
+    if isinstance(images, np.ndarray) and not images.flags.writeable:
+        images = images.copy()  # e.g. a view of a message buffer; torch wants writable memory
     tensor = torch.as_tensor(images)
     if tensor.ndim == 3:
         tensor = tensor.unsqueeze(0)

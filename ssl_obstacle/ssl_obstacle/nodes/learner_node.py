@@ -1,0 +1,280 @@
+"""
+The online learner node: labeled frames in, a prediction for every new camera frame out.
+
+Training runs in the learner's background thread; prediction runs in a thread of its own
+fed by a one-slot mailbox, so only the newest camera frame is predicted and the frames it
+replaced are counted as stale. Subscription callbacks only convert and hand over. The
+weights prediction reads are an immutable snapshot swapped by reference after each update,
+never half-updated (see :mod:`ssl_obstacle.core.online`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from typing import Any
+
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.node import Node
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import CompressedImage, Image
+from ssl_obstacle_msgs.msg import LabeledFrame, LearnerStatus, ObstaclePrediction
+from std_msgs.msg import Header
+from std_srvs.srv import SetBool, Trigger
+from visualization_msgs.msg import MarkerArray
+
+from .labeler_node import LABELED_FRAMES_QOS
+from .rate_limited_log import RateLimitedLog
+from .runtime import init_ros, is_shutdown_error
+from ..core.model import ModelConfig
+from ..core.online import LearnerSettings, OnlineLearner
+from ..core.params import LabelParams
+from ..io.conversions import BadInput, compressed_to_rgb, image_to_rgb, resize_rgb, stamp_to_ns
+from ..io.learner_messages import markers_msg, overlay_image, prediction_msg, status_msg
+from ..io.messages import labeled_frame_arrays, rgb_to_image_msg
+
+PARAMETERS: dict[str, tuple[Any, str]] = {
+    'sensor_names': (list(LabelParams().sensor_names), 'grid rows; must match the labeler'),
+    'distances': ([float(d) for d in LabelParams().distances], 'grid columns (metres)'),
+    'image_width': (80, 'pixels: model input width (the labeler publishes this size)'),
+    'image_height': (64, 'pixels: model input height'),
+    'learning_rate': (1e-3, 'Adam learning rate'),
+    'batch_size': (64, 'frames per training step'),
+    'max_updates_per_second': (20.0, 'cap on training steps per second (0 = none)'),
+    'buffer_size': (20000, 'replay buffer capacity (frames)'),
+    'min_buffer': (64, 'frames in the buffer before training starts'),
+    'device': ('cpu', "'cpu' or 'cuda' (falls back to cpu when CUDA is absent)"),
+    'camera_transport': ('raw', "'raw' (camera/image_raw) or 'compressed'"),
+    'checkpoint_path': ('', 'checkpoint file; empty = no checkpoints'),
+    'checkpoint_period': (60.0, 'seconds (wall clock) between checkpoints'),
+    'resume': (True, 'start from checkpoint_path when it exists'),
+    'publish_overlay': (True, 'publish ssl/prediction_image'),
+    'publish_markers': (True, 'publish ssl/prediction_markers'),
+    'status_period': (1.0, 'seconds between ssl/learner_status messages'),
+    'seed': (0, 'seed of sampling and augmentation'),
+}
+
+
+class LearnerNode(Node):
+    """Learns while the robot drives and predicts obstacles ahead from every camera frame."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__('learner', **kwargs)
+        values = {name: self.declare_parameter(
+            name, default, ParameterDescriptor(description=text, read_only=True)).value
+            for name, (default, text) in PARAMETERS.items()}
+        self.values = values
+        self.sensor_names = list(values['sensor_names'])
+        self.distances = [float(d) for d in values['distances']]
+        self.config = ModelConfig(num_sensors=len(self.sensor_names),
+                                  num_distances=len(self.distances),
+                                  image_height=int(values['image_height']),
+                                  image_width=int(values['image_width']))
+        self.learner_settings = LearnerSettings(
+            learning_rate=float(values['learning_rate']), batch_size=int(values['batch_size']),
+            max_updates_per_second=float(values['max_updates_per_second']),
+            buffer_size=int(values['buffer_size']), min_buffer=int(values['min_buffer']),
+            device=str(values['device']), seed=int(values['seed']))
+        self.learner = OnlineLearner(self.config, self.learner_settings)
+        self._log_bad = RateLimitedLog(self.get_logger().warning, period=5.0)
+        self.counters = {'camera_frames': 0, 'predicted': 0, 'stale_dropped': 0,
+                         'bad_inputs': 0, 'checkpoints': 0}
+        self._checkpoint = str(values['checkpoint_path'])
+        self._resume()
+
+        self._predictions = self.create_publisher(ObstaclePrediction, 'ssl/predictions', 10)
+        self._status = self.create_publisher(LearnerStatus, 'ssl/learner_status', 10)
+        self._overlay = (self.create_publisher(Image, 'ssl/prediction_image', 2)
+                         if values['publish_overlay'] else None)
+        self._markers = (self.create_publisher(MarkerArray, 'ssl/prediction_markers', 2)
+                         if values['publish_markers'] else None)
+        self.create_subscription(LabeledFrame, 'ssl/labeled_frames', self._on_labeled,
+                                 LABELED_FRAMES_QOS,
+                                 callback_group=MutuallyExclusiveCallbackGroup())
+        camera_group = MutuallyExclusiveCallbackGroup()
+        if values['camera_transport'] == 'compressed':
+            self.create_subscription(CompressedImage, 'camera/image_raw/compressed',
+                                     self._on_camera, qos_profile_sensor_data,
+                                     callback_group=camera_group)
+        else:
+            self.create_subscription(Image, 'camera/image_raw', self._on_camera,
+                                     qos_profile_sensor_data, callback_group=camera_group)
+        services = MutuallyExclusiveCallbackGroup()
+        self.create_service(SetBool, 'ssl/pause_learning', self._on_pause, callback_group=services)
+        self.create_service(Trigger, 'ssl/save_checkpoint', self._on_save, callback_group=services)
+        self.create_service(Trigger, 'ssl/reset_model', self._on_reset, callback_group=services)
+        self.create_timer(float(values['status_period']), self._publish_status)
+        if self._checkpoint and float(values['checkpoint_period']) > 0:
+            self.create_timer(float(values['checkpoint_period']), self._save_checkpoint)
+
+        self._mailbox: Any = None
+        self._mailbox_ready = threading.Condition()
+        self._stop = threading.Event()
+        self._predictor = threading.Thread(target=self._predict_loop, name='predictor',
+                                           daemon=True)
+        self._predictor.start()
+        self.learner.start()
+        self.get_logger().info(
+            f'learning {self.config.num_sensors}x{self.config.num_distances} cells from '
+            f'{self.config.image_width}x{self.config.image_height} frames on '
+            f'{self.learner.device}; predictions on ssl/predictions')
+
+    # ------------------------------------------------------------------ checkpoints
+    def _resume(self) -> None:
+        if not (self._checkpoint and self.values['resume'] and os.path.exists(self._checkpoint)):
+            return
+        try:
+            self.learner.load(self._checkpoint)
+        except Exception as error:  # noqa: BLE001 - a bad checkpoint must not stop learning
+            self.get_logger().error(f'cannot resume from {self._checkpoint}: {error}; '
+                                    'starting from scratch')
+            return
+        self.get_logger().info(f'resumed from {self._checkpoint} '
+                               f'({self.learner.updates} updates)')
+
+    def _save_checkpoint(self) -> bool:
+        if not self._checkpoint:
+            return False
+        try:
+            self.learner.save(self._checkpoint)
+        except Exception as error:  # noqa: BLE001 - report; learning goes on
+            self.get_logger().error(f'checkpoint to {self._checkpoint} failed: {error}')
+            return False
+        self.counters['checkpoints'] += 1
+        return True
+
+    # ------------------------------------------------------------------ inputs
+    def _on_labeled(self, msg: LabeledFrame) -> None:
+        try:
+            frame = labeled_frame_arrays(msg)
+            if frame['labels'].shape != (self.config.num_sensors, self.config.num_distances):
+                raise BadInput('grid_shape', f'grid {frame["labels"].shape} does not match '
+                                             f'the model ({self.config.num_sensors}, '
+                                             f'{self.config.num_distances})')
+            image = resize_rgb(frame['image'], self.config.image_width, self.config.image_height)
+            self.learner.add_labeled(image, frame['labels'], frame['stamp'])
+        except (BadInput, ValueError) as error:
+            self.counters['bad_inputs'] += 1
+            self._log_bad('labeled', f'ignored a labeled frame: {error}')
+
+    def _on_camera(self, msg: Any) -> None:
+        self.counters['camera_frames'] += 1
+        with self._mailbox_ready:
+            if self._mailbox is not None:
+                self.counters['stale_dropped'] += 1
+            self._mailbox = msg
+            self._mailbox_ready.notify()
+
+    def _predict_loop(self) -> None:
+        while not self._stop.is_set():
+            with self._mailbox_ready:
+                while self._mailbox is None and not self._stop.is_set():
+                    self._mailbox_ready.wait(0.2)
+                msg, self._mailbox = self._mailbox, None
+            if msg is None:
+                continue
+            try:
+                self._predict(msg)
+            except BadInput as error:
+                self.counters['bad_inputs'] += 1
+                self._log_bad(f'camera:{error.kind}', f'ignored a camera frame: {error}')
+            except Exception as error:  # noqa: BLE001 - one bad frame must not stop predicting
+                self.counters['bad_inputs'] += 1
+                self._log_bad('camera:error', f'prediction failed: {type(error).__name__}: '
+                                              f'{error}')
+
+    def _predict(self, msg: Any) -> None:
+        rgb = compressed_to_rgb(msg) if isinstance(msg, CompressedImage) else \
+            image_to_rgb(msg, copy=False)
+        small = resize_rgb(rgb, self.config.image_width, self.config.image_height)
+        probabilities = self.learner.predict(small)
+        stamp_to_ns(msg.header.stamp)  # validates the stamp fields
+        self._predictions.publish(prediction_msg(msg.header, self.sensor_names, self.distances,
+                                                 probabilities, self.learner.updates))
+        self.counters['predicted'] += 1
+        if self._overlay is not None and self._overlay.get_subscription_count() > 0:
+            self._overlay.publish(rgb_to_image_msg(overlay_image(rgb, probabilities), msg.header))
+        if self._markers is not None and self._markers.get_subscription_count() > 0:
+            header = Header(stamp=msg.header.stamp,
+                            frame_id=self._base_link(msg.header.frame_id))
+            self._markers.publish(markers_msg(header, self.sensor_names, self.distances,
+                                              probabilities))
+
+    @staticmethod
+    def _base_link(camera_frame: str) -> str:
+        prefix = camera_frame.rsplit('/', 1)[0] + '/' if '/' in camera_frame else ''
+        return f'{prefix}base_link'
+
+    # ------------------------------------------------------------------ services
+    def _on_pause(self, request: SetBool.Request, response: SetBool.Response) -> Any:
+        if request.data:
+            self.learner.pause()
+        else:
+            self.learner.resume()
+        response.success = True
+        response.message = 'learning paused' if request.data else 'learning resumed'
+        return response
+
+    def _on_save(self, request: Trigger.Request, response: Trigger.Response) -> Any:
+        response.success = self._save_checkpoint()
+        response.message = (f'saved {self._checkpoint}' if response.success else
+                            'no checkpoint_path set' if not self._checkpoint else 'save failed')
+        return response
+
+    def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Any:
+        self.learner.reset_model()
+        response.success = True
+        response.message = 'model reset to fresh weights'
+        return response
+
+    # ------------------------------------------------------------------ status
+    def _publish_status(self) -> None:
+        status = self.learner.status()
+        header = Header(stamp=self.get_clock().now().to_msg())
+        self._status.publish(status_msg(header, status, self.distances))
+        if status.error:
+            self._log_bad('trainer', f'training stopped: {status.error}')
+
+    def close(self) -> None:
+        """Stop training and prediction; write a final checkpoint."""
+        self._stop.set()
+        with self._mailbox_ready:
+            self._mailbox_ready.notify_all()
+        self._predictor.join(timeout=5.0)
+        self.learner.stop()
+        saved = self._save_checkpoint()
+        status = self.learner.status()
+        auc = status.auc
+        self.get_logger().info(
+            f'stopping after {status.updates} updates on {status.labeled_frames} labeled '
+            f'frames; running AUC {"n/a" if math.isnan(auc) else f"{auc:.3f}"}'
+            + (f'; checkpoint {self._checkpoint}' if saved else ''))
+
+
+def main(args: list[str] | None = None) -> None:
+    """Entry point of ``ros2 run ssl_obstacle learner``."""
+    import rclpy
+    from rclpy.executors import MultiThreadedExecutor
+
+    init_ros(args)
+    node = None
+    try:
+        node = LearnerNode()
+        executor = MultiThreadedExecutor(num_threads=3)
+        executor.add_node(node)
+        executor.spin()
+    except BaseException as error:
+        if not is_shutdown_error(error):
+            raise
+    finally:
+        if node is not None:
+            node.close()
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+
+
+if __name__ == '__main__':
+    main()

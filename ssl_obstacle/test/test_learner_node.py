@@ -1,0 +1,131 @@
+"""The learner node over real DDS: labeled and camera frames in, predictions out; services."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from ros_harness import ros_context, spinning, wait_for, wait_for_subscribers
+from sensor_msgs.msg import Image
+from ssl_obstacle.core.labeler import LabeledResult
+from ssl_obstacle.core.params import LabelParams
+from ssl_obstacle.io.messages import labeled_frame_msg, rgb_to_image_msg, time_from_ns
+from ssl_obstacle.nodes.labeler_node import LABELED_FRAMES_QOS
+from ssl_obstacle.nodes.learner_node import LearnerNode
+from ssl_obstacle_msgs.msg import LabeledFrame, LearnerStatus, ObstaclePrediction
+from std_msgs.msg import Header
+from std_srvs.srv import SetBool, Trigger
+
+PARAMS = LabelParams()
+
+
+def synthetic_frame(rng: np.random.Generator, index: int) -> LabeledResult:
+    """Return a labeled frame: a red block on the left means 'left' sees an obstacle."""
+    image = rng.integers(60, 120, size=(64, 80, 3), dtype=np.uint8)
+    labels = np.full((5, 31), np.nan, dtype=np.float32)
+    obstacle = index % 2 == 0
+    if obstacle:
+        image[20:60, 0:30] = (220, 30, 30)
+    labels[0, :10] = 1.0 if obstacle else 0.0
+    labels[2, :10] = 0.0
+    counts = np.where(np.isnan(labels), 0, 1).astype(np.uint8)
+    return LabeledResult(stamp=1_000_000_000 + index * 50_000_000, pose=np.zeros(3),
+                         payload=image, labels=labels, counts=counts, reason='complete')
+
+
+class Driver(Node):
+    """Feeds the learner and watches its outputs."""
+
+    def __init__(self, context) -> None:
+        super().__init__('learner_driver', context=context)
+        self.labeled = self.create_publisher(LabeledFrame, 'ssl/labeled_frames',
+                                             LABELED_FRAMES_QOS)
+        self.camera = self.create_publisher(Image, 'camera/image_raw', 10)
+        self.predictions: list[ObstaclePrediction] = []
+        self.status: list[LearnerStatus] = []
+        self.create_subscription(ObstaclePrediction, 'ssl/predictions',
+                                 self.predictions.append, 100)
+        self.create_subscription(LearnerStatus, 'ssl/learner_status', self.status.append, 10)
+        self.pause = self.create_client(SetBool, 'ssl/pause_learning')
+        self.save = self.create_client(Trigger, 'ssl/save_checkpoint')
+        self.reset = self.create_client(Trigger, 'ssl/reset_model')
+
+    def call(self, client, request, timeout: float = 10.0):
+        assert client.wait_for_service(timeout_sec=timeout)
+        future = client.call_async(request)
+        deadline = time.monotonic() + timeout
+        while not future.done() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert future.done(), 'service call timed out'
+        return future.result()
+
+
+def learner(context, tmp_path, resume: bool = True) -> LearnerNode:
+    return LearnerNode(context=context, parameter_overrides=[
+        Parameter('min_buffer', value=16), Parameter('batch_size', value=16),
+        Parameter('max_updates_per_second', value=0.0), Parameter('status_period', value=0.2),
+        Parameter('checkpoint_path', value=str(tmp_path / 'learner.pt')),
+        Parameter('checkpoint_period', value=0.0), Parameter('resume', value=resume)])
+
+
+def test_learner_predicts_every_frame_and_its_services_work(tmp_path):
+    rng = np.random.default_rng(0)
+    with ros_context() as context:
+        node = learner(context, tmp_path)
+        driver = Driver(context)
+        with spinning(context, node, driver):
+            wait_for_subscribers([driver.labeled, driver.camera])
+            for index in range(60):
+                frame = synthetic_frame(rng, index)
+                driver.labeled.publish(labeled_frame_msg(
+                    frame, PARAMS.sensor_names, PARAMS.distances, 'camera_link'))
+                time.sleep(0.01)
+            assert wait_for(lambda: node.learner.status().labeled_frames == 60, 10.0)
+            assert wait_for(lambda: node.learner.updates > 5, 30.0)
+            stamps = []
+            for index in range(10):
+                stamp = 5_000_000_000 + index * 33_000_000
+                header = Header(stamp=time_from_ns(stamp), frame_id='thymio/camera_link')
+                driver.camera.publish(rgb_to_image_msg(synthetic_frame(rng, index).payload,
+                                                       header))
+                stamps.append(stamp)
+                time.sleep(0.05)
+            assert wait_for(lambda: len(driver.predictions) >= 10, 10.0)
+            assert wait_for(lambda: bool(driver.status) and driver.status[-1].updates > 0, 5.0)
+
+            paused = driver.call(driver.pause, SetBool.Request(data=True))
+            assert paused.success
+            time.sleep(0.3)
+            frozen = node.learner.updates
+            time.sleep(0.5)
+            assert node.learner.updates == frozen  # paused: no training
+            assert driver.call(driver.pause, SetBool.Request(data=False)).success
+            assert wait_for(lambda: node.learner.updates > frozen, 10.0)
+
+            saved = driver.call(driver.save, Trigger.Request())
+            assert saved.success and (tmp_path / 'learner.pt').is_file()
+            before = node.learner.predict(synthetic_frame(rng, 0).payload)
+            assert driver.call(driver.reset, Trigger.Request()).success
+            after = node.learner.predict(synthetic_frame(rng, 0).payload)
+            assert not np.allclose(before, after)
+        node.close()
+        updates_at_close = node.learner.updates
+        node.destroy_node()
+        driver.destroy_node()
+
+        resumed = learner(context, tmp_path)
+        assert resumed.learner.updates == updates_at_close  # restarted from the checkpoint
+        resumed.close()
+        resumed.destroy_node()
+
+    prediction = driver.predictions[0]
+    assert list(prediction.sensor_names) == list(PARAMS.sensor_names)
+    assert len(prediction.distances) == 31 and len(prediction.probabilities) == 5 * 31
+    assert all(0.0 <= p <= 1.0 for p in prediction.probabilities)
+    received = [p.header.stamp.sec * 1_000_000_000 + p.header.stamp.nanosec
+                for p in driver.predictions]
+    assert set(received) <= set(stamps) and received == sorted(received)
+    assert driver.status[-1].labeled_frames == 60
+    assert len(driver.status[-1].auc_by_distance) == 31
