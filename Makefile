@@ -16,7 +16,7 @@ BUILD_SOURCES := $(shell find ssl_obstacle_msgs ssl_obstacle vendor -type f \
 	-not -path 'ssl_obstacle/test/*' -not -name '*.pyc' -not -path '*/__pycache__/*' \
 	-not -path '*/.*' -not -path '*.egg-info*' 2>/dev/null)
 
-.PHONY: setup test lint bench clean distclean
+.PHONY: setup demo test lint bench clean distclean
 
 setup: $(BUILD_STAMP)
 
@@ -37,6 +37,10 @@ $(BUILD_STAMP): $(DEPS_STAMP) $(BUILD_SOURCES)
 		--event-handlers console_direct- \
 		--paths build/vendor_src/tf2_msgs ssl_obstacle_msgs ssl_obstacle
 	touch $@
+
+# The main job: watch the robot learn in the built-in world (about 5-10 minutes here).
+demo: setup
+	./ssl-obstacle demo --minutes 10 --out runs/demo-$$(date +%Y%m%d-%H%M%S)
 
 # Tests run from the package directory, as colcon test does: ament_flake8/ament_pep257
 # check the current directory.

@@ -172,12 +172,24 @@ def _add_evaluate(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=lambda args, extra: evaluate.run(args))
 
 
+def _add_demo(subparsers: argparse._SubParsersAction) -> None:
+    from . import demo
+
+    parser = subparsers.add_parser(
+        'demo', help='watch the robot learn: simulator, explorer, labeler, learner',
+        description='Run the simulated robot, the labeler and the online learner over DDS, '
+                    'then evaluate the model on a held-out world; writes a run folder.')
+    demo.add_arguments(parser)
+    parser.set_defaults(func=lambda args, extra: demo.run(args))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser of every subcommand."""
     parser = argparse.ArgumentParser(
         prog='ssl-obstacle',
         description='Self-supervised long-range obstacle perception for ROS 2 robots.')
     subparsers = parser.add_subparsers(dest='command', required=True)
+    _add_demo(subparsers)
     _add_run(subparsers)
     _add_sim(subparsers)
     _add_record(subparsers)

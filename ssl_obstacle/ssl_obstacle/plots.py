@@ -127,3 +127,50 @@ def plot_auc_by_distance(path: str | os.PathLike[str], distances: Sequence[float
     axes.legend(loc='lower left')
     figure.tight_layout()
     _save(figure, path)
+
+
+def plot_learning_curve(path: str | os.PathLike[str], sim_seconds: Sequence[float],
+                        running_auc: Sequence[float], heldout_auc: Sequence[float]) -> None:
+    """Plot the running (prequential) and held-out AUC against simulated time."""
+    figure = Figure(figsize=(6.4, 3.6))
+    axes = figure.add_subplot()
+    minutes = np.asarray(sim_seconds, dtype=np.float64) / 60.0
+    axes.plot(minutes, np.asarray(running_auc, dtype=np.float64), label='running (prequential)')
+    axes.plot(minutes, np.asarray(heldout_auc, dtype=np.float64), label='held-out world',
+              marker='o', markersize=3)
+    axes.axhline(0.5, color='grey', linewidth=0.8, linestyle=':')
+    axes.set_xlabel('simulated time (min)')
+    axes.set_ylabel('ROC AUC (mean over cells)')
+    axes.set_ylim(0.3, 1.0)
+    axes.grid(alpha=0.3)
+    axes.legend(loc='lower right')
+    axes.set_title('Learning while driving')
+    figure.tight_layout()
+    _save(figure, path)
+
+
+def plot_examples(path: str | os.PathLike[str], images: np.ndarray, predicted: np.ndarray,
+                  truth: np.ndarray, sensor_names: Sequence[str],
+                  distances: Sequence[float]) -> None:
+    """Show frames beside their predicted and true grids (sensor × distance, red = obstacle)."""
+    count = len(images)
+    figure = Figure(figsize=(9.0, 2.2 * count))
+    extent = (0, 100 * float(distances[-1]), len(sensor_names) - 0.5, -0.5)
+    for row in range(count):
+        image_axes = figure.add_subplot(count, 3, 3 * row + 1)
+        image_axes.imshow(images[row])
+        image_axes.set_axis_off()
+        for column, (grid, title) in enumerate(((predicted[row], 'predicted'),
+                                                 (truth[row], 'ground truth')), start=2):
+            axes = figure.add_subplot(count, 3, 3 * row + column)
+            axes.imshow(grid, cmap='RdYlGn_r', vmin=0.0, vmax=1.0, aspect='auto',
+                        extent=extent, interpolation='nearest')
+            axes.set_yticks(range(len(sensor_names)))
+            axes.set_yticklabels(sensor_names, fontsize=7)
+            axes.tick_params(axis='x', labelsize=7)
+            if row == 0:
+                axes.set_title(title, fontsize=9)
+            if row == count - 1:
+                axes.set_xlabel('distance ahead (cm)', fontsize=8)
+    figure.tight_layout()
+    _save(figure, path)

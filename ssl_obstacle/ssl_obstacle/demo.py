@@ -1,0 +1,269 @@
+"""
+``ssl-obstacle demo``: watch a robot learn to see obstacles, with no robot and no ROS install.
+
+The simulator, the explorer, the labeler and the learner run as ROS nodes talking over DDS
+(each with its own executor thread, in one process, on this run's own domain), simulated
+time as fast as the CPU allows. A status line shows simulated time, labeled frames,
+training updates and the running (prequential) AUC. Every few simulated seconds the
+current model is also scored on frames of a world it never drives in, which gives the
+held-out learning curve. At the end a fresh run in an unseen layout and seed is scored
+against the simulator's exact labels on every cell, and the run folder gets the report,
+plots, the final checkpoint and a log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import logging
+import math
+import pathlib
+import sys
+import threading
+import time
+from typing import Any
+
+import numpy as np
+
+from .core.explorer import Explorer
+from .core.metrics import auc_grid, auc_mean
+from .core.params import LabelParams
+from .io.conversions import resize_rgb
+from .sim.camera import CameraModel, Renderer
+from .sim.closed_loop import ClosedLoop
+from .sim.simulator import SimSettings, Simulator
+from .sim.world import make_world, WORLD_NAMES
+
+LOG = logging.getLogger('ssl_obstacle.demo')
+
+
+def heldout_frames(world_name: str, seed: int, seconds: float, every: int = 2,
+                   size: tuple[int, int] = (80, 64)) -> tuple[np.ndarray, np.ndarray]:
+    """
+    Drive a world with the explorer (no ROS) and return frames with their exact labels.
+
+    Every ``every``-th camera frame is kept, resized to the learner's input, with the
+    ground-truth grid of the same stamp: the yardstick on which every cell is known.
+    """
+    world = make_world(world_name, seed, vary=True)
+    settings = SimSettings(distances=LabelParams().distances)
+    camera = CameraModel(width=settings.camera_width, height=settings.camera_height)
+    sim = Simulator(world, settings, seed=seed, renderer=Renderer(world, camera))
+    images: dict[int, np.ndarray] = {}
+    frames, labels = [], []
+    count = 0
+    for event in ClosedLoop(sim, Explorer(seed=seed)).run(seconds):
+        if event.kind == 'image' and event.image is not None:
+            count += 1
+            if count % every == 0:
+                images[event.stamp] = resize_rgb(event.image, *size)
+        elif event.kind == 'ground_truth_labels' and event.stamp in images:
+            frames.append(images.pop(event.stamp))
+            labels.append(event.labels.astype(np.float32))
+    return np.stack(frames), np.stack(labels)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Declare the options of ``demo``."""
+    parser.add_argument('--minutes', type=float, default=10.0, help='simulated minutes')
+    parser.add_argument('--out', help='run folder (default runs/demo-<time>)')
+    parser.add_argument('--world', default='boxes', choices=[*WORLD_NAMES, 'random'])
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--heldout-world', default='pillars',
+                        choices=[*WORLD_NAMES, 'random'],
+                        help='layout of the held-out evaluation (never driven in)')
+    parser.add_argument('--heldout-minutes', type=float, default=2.0)
+    parser.add_argument('--real-time-factor', type=float, default=0.0,
+                        help='0 = as fast as the CPU allows')
+
+
+class Demo:
+    """Runs the four nodes, records the learning curve, then evaluates on held-out data."""
+
+    def __init__(self, args: argparse.Namespace, out: pathlib.Path) -> None:
+        self.args = args
+        self.out = out
+        self.curve: list[dict[str, float]] = []
+
+    def run(self) -> dict[str, Any]:
+        """Run everything; return the report."""
+        import rclpy
+        from rclpy.context import Context
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.parameter import Parameter
+
+        from .nodes.explorer_node import ExplorerNode
+        from .nodes.labeler_node import LabelerNode
+        from .nodes.learner_node import LearnerNode
+        from .nodes.simulator_node import SimulatorNode
+
+        args = self.args
+        LOG.info('preparing the held-out curve set (%s, seed %d)', args.heldout_world,
+                 args.seed + 1000)
+        curve_images, curve_labels = heldout_frames(args.heldout_world, args.seed + 1001, 30.0,
+                                                    every=3)
+        context = Context()
+        rclpy.init(context=context, args=['ssl-obstacle'])
+        sim_time = [Parameter('use_sim_time', value=True)]
+        simulator = SimulatorNode(context=context, parameter_overrides=[
+            Parameter('world', value=args.world), Parameter('seed', value=args.seed),
+            Parameter('real_time_factor', value=float(args.real_time_factor)),
+            Parameter('duration', value=60.0 * args.minutes)])
+        explorer = ExplorerNode(context=context, parameter_overrides=[
+            *sim_time, Parameter('seed', value=args.seed)])
+        # Faster than real time, streams of one simulated instant reach the labeler spread
+        # over more simulated time: a wider reorder window keeps them.
+        labeler = LabelerNode(context=context, parameter_overrides=[
+            *sim_time, Parameter('sensor_qos_depth', value=100),
+            Parameter('reorder_window', value=1.0), Parameter('time_jump_threshold', value=5.0)])
+        learner = LearnerNode(context=context, parameter_overrides=[
+            *sim_time, Parameter('checkpoint_path', value=str(self.out / 'checkpoint.pt')),
+            Parameter('resume', value=False), Parameter('checkpoint_period', value=60.0),
+            Parameter('seed', value=args.seed)])
+        nodes = [simulator, explorer, labeler, learner]
+        executors, threads = [], []
+        for node in nodes[1:]:
+            executor = SingleThreadedExecutor(context=context)
+            executor.add_node(node)
+            thread = threading.Thread(target=executor.spin, daemon=True)
+            thread.start()
+            executors.append(executor)
+            threads.append(thread)
+        sim_executor = SingleThreadedExecutor(context=context)
+        sim_executor.add_node(simulator)
+        threading.Thread(target=sim_executor.spin, daemon=True).start()
+        executors.append(sim_executor)
+        start_ns = simulator.sim.now_ns
+        try:
+            self._watch(simulator, learner, start_ns, curve_images, curve_labels)
+        finally:
+            simulator.close()
+            time.sleep(1.0)  # let the last messages through
+            for executor in executors:
+                executor.shutdown(timeout_sec=2.0)
+            labeler.close()
+            learner.close()
+            collisions = simulator.sim.collisions
+            labeler_counters = labeler.status_values()
+            for node in nodes:
+                node.destroy_node()
+            rclpy.shutdown(context=context)
+        return self._evaluate(learner, collisions, labeler_counters)
+
+    def _watch(self, simulator: Any, learner: Any, start_ns: int, curve_images: np.ndarray,
+               curve_labels: np.ndarray) -> None:
+        interactive = sys.stdout.isatty()
+        next_curve = 0.0
+        last_line = 0.0
+        while not simulator.finished.wait(0.5):
+            sim_seconds = (simulator.sim.now_ns - start_ns) / 1e9
+            status = learner.learner.status()
+            if sim_seconds >= next_curve:
+                heldout = auc_mean(auc_grid(learner.learner.predict(curve_images),
+                                            curve_labels))
+                self.curve.append({'sim_seconds': sim_seconds, 'running_auc': status.auc,
+                                   'heldout_auc': heldout, 'updates': status.updates,
+                                   'labeled_frames': status.labeled_frames})
+                next_curve = sim_seconds + max(10.0, 6.0 * self.args.minutes)
+            line = (f'sim {sim_seconds:6.1f} s | labeled {status.labeled_frames:6d} | '
+                    f'updates {status.updates:6d} | running AUC {_fmt(status.auc)}')
+            if interactive:
+                print('\r' + line, end='', flush=True)
+            elif time.monotonic() - last_line > 10.0:
+                print(line, flush=True)
+                last_line = time.monotonic()
+            LOG.debug(line)
+        if interactive:
+            print()
+        status = learner.learner.status()
+        heldout = auc_mean(auc_grid(learner.learner.predict(curve_images), curve_labels))
+        self.curve.append({'sim_seconds': (simulator.sim.now_ns - start_ns) / 1e9,
+                           'running_auc': status.auc, 'heldout_auc': heldout,
+                           'updates': status.updates, 'labeled_frames': status.labeled_frames})
+
+    def _evaluate(self, learner: Any, collisions: int,
+                  labeler_counters: dict[str, Any]) -> dict[str, Any]:
+        from .evaluate import build_report, write_report
+        from .plots import plot_examples, plot_learning_curve
+
+        args = self.args
+        LOG.info('held-out evaluation: %s, seed %d, %.1f simulated minutes',
+                 args.heldout_world, args.seed + 1000, args.heldout_minutes)
+        images, labels = heldout_frames(args.heldout_world, args.seed + 1000,
+                                        60.0 * args.heldout_minutes)
+        probabilities = learner.learner.predict(images)
+        params = LabelParams()
+        report = build_report(probabilities, labels, params.sensor_names, params.distances,
+                              n_boot=100, seed=args.seed)
+        status = learner.learner.status()
+        extra = {
+            'learning_curve': self.curve,
+            'settings': {'minutes': args.minutes, 'world': args.world, 'seed': args.seed,
+                         'heldout_world': args.heldout_world,
+                         'heldout_seed': args.seed + 1000,
+                         'heldout_minutes': args.heldout_minutes,
+                         'real_time_factor': args.real_time_factor},
+            'training': {'updates': status.updates, 'labeled_frames': status.labeled_frames,
+                         'running_auc': status.auc, 'collisions': collisions,
+                         'labeler': labeler_counters},
+        }
+        write_report(self.out, report, extra)
+        plot_learning_curve(self.out / 'learning_curve.png',
+                            [p['sim_seconds'] for p in self.curve],
+                            [_nan(p['running_auc']) for p in self.curve],
+                            [_nan(p['heldout_auc']) for p in self.curve])
+        chosen = _example_indices(labels, 4)
+        plot_examples(self.out / 'examples.png', images[chosen], probabilities[chosen],
+                      labels[chosen], params.sensor_names, params.distances)
+        return report
+
+
+def _nan(value: Any) -> float:
+    return float('nan') if value is None else float(value)
+
+
+def _fmt(value: float) -> str:
+    return '  n/a' if value is None or math.isnan(value) else f'{value:.3f}'
+
+
+def _example_indices(labels: np.ndarray, count: int) -> np.ndarray:
+    """Pick frames with obstacles near and far plus a clear one, spread over the run."""
+    with_obstacle = np.flatnonzero(np.nan_to_num(labels).max(axis=(1, 2)) > 0.5)
+    clear = np.flatnonzero(np.nan_to_num(labels).max(axis=(1, 2)) <= 0.5)
+    picks = list(with_obstacle[np.linspace(0, len(with_obstacle) - 1, count - 1).astype(int)]
+                 if len(with_obstacle) else [])
+    if len(clear):
+        picks.append(int(clear[len(clear) // 2]))
+    while len(picks) < count:
+        picks.append(len(picks) % len(labels))
+    return np.asarray(picks[:count], dtype=int)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the demo; print a short table and the run folder last."""
+    from .evaluate import format_table
+
+    stamp = datetime.datetime.now().strftime('%Y%m%d-%H%M%S')
+    out = pathlib.Path(args.out or f'runs/demo-{stamp}')
+    out.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(out / 'demo.log')
+    handler.setFormatter(logging.Formatter('%(asctime)s %(levelname)s %(name)s: %(message)s'))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    LOG.info('demo: %.1f simulated minutes in %s (seed %d) -> %s', args.minutes, args.world,
+             args.seed, out)
+    print(f'ssl_obstacle demo: {args.minutes:g} simulated minutes in world {args.world!r}, '
+          f'learning online; then a held-out run in {args.heldout_world!r}', flush=True)
+    try:
+        report = Demo(args, out).run()
+    except KeyboardInterrupt:
+        print('\ninterrupted', file=sys.stderr)
+        return 130
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+    print()
+    print(format_table(report))
+    print(f'run folder: {out}')
+    return 0
