@@ -160,8 +160,8 @@ def plot_examples(path: str | os.PathLike[str], images: np.ndarray, predicted: n
         image_axes = figure.add_subplot(count, 3, 3 * row + 1)
         image_axes.imshow(images[row])
         image_axes.set_axis_off()
-        for column, (grid, title) in enumerate(((predicted[row], 'predicted'),
-                                                 (truth[row], 'ground truth')), start=2):
+        panels = ((predicted[row], 'predicted'), (truth[row], 'ground truth'))
+        for column, (grid, title) in enumerate(panels, start=2):
             axes = figure.add_subplot(count, 3, 3 * row + column)
             axes.imshow(grid, cmap='RdYlGn_r', vmin=0.0, vmax=1.0, aspect='auto',
                         extent=extent, interpolation='nearest')

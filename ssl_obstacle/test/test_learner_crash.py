@@ -12,7 +12,7 @@ import time
 
 from ssl_obstacle.core.online import OnlineLearner
 
-WRITER = textwrap.dedent('''
+WRITER = textwrap.dedent("""
     import sys
     import numpy as np
     import torch
@@ -28,7 +28,7 @@ WRITER = textwrap.dedent('''
         learner.train_steps(1)
         learner.save(path)
         print(learner.updates, flush=True)
-''')
+""")
 
 
 def test_killed_learner_restarts_from_its_last_complete_checkpoint(tmp_path):
