@@ -9,37 +9,16 @@ no display is needed, no global state is touched, and nodes may plot from any th
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
-import pathlib
-import secrets
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import matplotlib
 from matplotlib.figure import Figure
 import numpy as np
 
-
-@contextlib.contextmanager
-def atomic_output(path: str | os.PathLike[str]) -> Iterator[pathlib.Path]:
-    """
-    Yield a temporary path beside ``path``; on success move it onto ``path``.
-
-    If the block raises, the temporary file is removed and ``path`` keeps its old content.
-    """
-    path = pathlib.Path(path)
-    temp = path.with_name(f'.{path.name}.{secrets.token_hex(4)}.partial')
-    try:
-        yield temp
-        with open(temp, 'rb+') as stream:
-            os.fsync(stream.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            temp.unlink()
-        raise
+from .core.atomic_file import atomic_output
 
 
 def json_ready(value: Any) -> Any:

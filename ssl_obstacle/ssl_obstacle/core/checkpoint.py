@@ -11,16 +11,15 @@ any moment leaves either the previous complete checkpoint or the new one, never 
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import asdict, fields
 import os
 import pathlib
-import secrets
 from typing import Any, Mapping
 
 import numpy as np
 import torch
 
+from .atomic_file import atomic_output
 from .model import ModelConfig, ObstacleNet
 
 FORMAT = 'ssl_obstacle.checkpoint'
@@ -72,18 +71,8 @@ def save_checkpoint(path: str | os.PathLike[str], model: ObstacleNet,
         'params': _plain(dict(params or {}), 'params'),
         'config': _plain(asdict(config), 'config'),
     }
-    temp = path.with_name(f'.{path.name}.{secrets.token_hex(4)}.partial')
-    try:
-        with open(temp, 'xb') as stream:
-            torch.save(payload, stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            temp.unlink()
-        raise
-    _fsync_directory(path.parent)
+    with atomic_output(path) as temp, open(temp, 'xb') as stream:
+        torch.save(payload, stream)
 
 
 def load_checkpoint(path: str | os.PathLike[str],
@@ -143,17 +132,3 @@ def build_model(checkpoint: Mapping[str, Any],
         tensors = [v for v in state.values() if isinstance(v, torch.Tensor)]
         device = tensors[0].device if tensors else 'cpu'
     return model.to(device).eval()
-
-
-def _fsync_directory(directory: pathlib.Path) -> None:
-    """Persist the rename itself; without it a power cut can lose the new directory entry."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)

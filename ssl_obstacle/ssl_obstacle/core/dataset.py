@@ -25,12 +25,13 @@ import contextlib
 import json
 import os
 import pathlib
-import secrets
 from types import TracebackType
 from typing import Any, Mapping, Sequence
 
 import h5py
 import numpy as np
+
+from . import atomic_file
 
 FORMAT_VERSION = 1
 
@@ -170,14 +171,11 @@ class DatasetWriter:
             self._write_staged()
             self._file.attrs['frames'] = self.count
             self._file.close()
-            with open(self.temp_path, 'rb+') as stream:
-                os.fsync(stream.fileno())
-            os.replace(self.temp_path, self.path)
+            atomic_file.commit(self.temp_path, self.path)
         except BaseException:
             self.abort()
             raise
         self._closed = True
-        _fsync_directory(self.path.parent)
         return self.path
 
     def abort(self) -> None:
@@ -215,27 +213,13 @@ def _create_temp(target: pathlib.Path) -> pathlib.Path:
     same permissions as any file the user creates.
     """
     for _ in range(100):
-        temp = target.with_name(f'.{target.name}.{secrets.token_hex(4)}.partial')
+        temp = atomic_file.temporary_path(target)
         try:
             os.close(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
         except FileExistsError:  # pragma: no cover - 32 random bits collided
             continue
         return temp
     raise FileExistsError(f'cannot create a temporary file beside {target}')  # pragma: no cover
-
-
-def _fsync_directory(directory: pathlib.Path) -> None:
-    """Persist the rename itself; without it a power cut can lose the new directory entry."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # pragma: no cover - e.g. platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
 
 
 def _decode_attr(key: str, value: Any) -> Any:
