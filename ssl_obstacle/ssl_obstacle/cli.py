@@ -8,6 +8,7 @@ wires them into argparse.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from typing import Sequence
@@ -54,49 +55,19 @@ def run_nodes(names: Sequence[str], ros_args: Sequence[str],
     that must differ between the nodes of one process (``use_sim_time`` for all but the
     simulator, which makes the time).
     """
-    import threading
+    import functools
 
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
-
+    from .nodes import runtime
     from .nodes.registry import node_factory
-    from .nodes.runtime import init_ros, is_shutdown_error
 
     try:
-        factories = [(name, node_factory(name)) for name in names]
+        factories = [functools.partial(node_factory(name),
+                                       parameter_overrides=(overrides or {}).get(name, []))
+                     for name in names]
     except KeyError as error:
         print(f'error: {error.args[0]}', file=sys.stderr)
         return 2
-    init_ros(['ssl-obstacle', *ros_args])
-    nodes = []
-    executors = []
-    try:
-        # One executor and thread per node, as if each ran in its own process: rclpy's
-        # MultiThreadedExecutor serves a node's subscriptions unevenly under load, which
-        # reorders streams by seconds when messages come faster than real time.
-        for name, factory in factories:
-            node = factory(parameter_overrides=(overrides or {}).get(name, []))
-            nodes.append(node)
-            executor = SingleThreadedExecutor()
-            executor.add_node(node)
-            executors.append(executor)
-        threads = [threading.Thread(target=executor.spin, daemon=True)
-                   for executor in executors[1:]]
-        for thread in threads:
-            thread.start()
-        executors[0].spin()
-    except BaseException as error:
-        if not is_shutdown_error(error):
-            raise
-    finally:
-        for executor in executors:
-            executor.shutdown(timeout_sec=1.0)
-        for node in nodes:
-            if hasattr(node, 'close'):
-                node.close()
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+    runtime.run_nodes(factories, ['ssl-obstacle', *ros_args])
     return 0
 
 
@@ -128,59 +99,34 @@ def _run_sim(args: argparse.Namespace, extra: Sequence[str]) -> int:
     return run_nodes(['simulator', 'explorer'], _ros_arguments(args, extra), overrides)
 
 
-def _add_record(subparsers: argparse._SubParsersAction) -> None:
-    from . import record
-
-    parser = subparsers.add_parser(
-        'record', help='record a simulated run into a rosbag2, as fast as possible',
-        description='Run the simulator and the explorer without DDS, as fast as the CPU '
-                    'allows, and write every topic to a rosbag2 (mcap or sqlite3).')
-    record.add_arguments(parser)
-    parser.set_defaults(func=lambda args, extra: record.run(args))
-
-
-def _add_export(subparsers: argparse._SubParsersAction) -> None:
-    from . import export
-
-    parser = subparsers.add_parser(
-        'export', help='label a rosbag2 (sqlite3 or mcap) into an HDF5 dataset',
-        description='Read a rosbag2 directory, label its camera frames with the same core as '
-                    'the labeler node, and write the HDF5 dataset of docs/architecture.md.')
-    export.add_arguments(parser)
-    parser.set_defaults(func=lambda args, extra: export.run(args))
-
-
-def _add_train(subparsers: argparse._SubParsersAction) -> None:
-    from . import train
-
-    parser = subparsers.add_parser(
-        'train', help='train the obstacle model offline on HDF5 datasets',
-        description='Train the network of the online learner on exported datasets, with a '
-                    'validation split by file, and write the best model as a checkpoint.')
-    train.add_arguments(parser)
-    parser.set_defaults(func=lambda args, extra: train.run(args))
+#: Subcommands that live in a module of their own with ``add_arguments`` and ``run``:
+#: name → (module, help, description). Modules load on use: ``train`` and ``evaluate``
+#: pull in torch, which ``--help`` or ``sim`` should not wait for.
+MODULE_COMMANDS: dict[str, tuple[str, str, str]] = {
+    'demo': ('demo', 'watch the robot learn: simulator, explorer, labeler, learner',
+             'Run the simulated robot, the labeler and the online learner over DDS, then '
+             'evaluate the model on a held-out world; writes a run folder.'),
+    'record': ('record', 'record a simulated run into a rosbag2, as fast as possible',
+               'Run the simulator and the explorer without DDS, as fast as the CPU allows, '
+               'and write every topic to a rosbag2 (mcap or sqlite3).'),
+    'export': ('export', 'label a rosbag2 (sqlite3 or mcap) into an HDF5 dataset',
+               'Read a rosbag2 directory, label its camera frames with the same core as the '
+               'labeler node, and write the HDF5 dataset of docs/architecture.md.'),
+    'train': ('train', 'train the obstacle model offline on HDF5 datasets',
+              'Train the network of the online learner on exported datasets, with a '
+              'validation split by file, and write the best model as a checkpoint.'),
+    'evaluate': ('evaluate', 'score a model on HDF5 datasets: ROC AUC per sensor and distance',
+                 'ROC AUC per (sensor, distance) on the known cells of the datasets, with '
+                 'bootstrap confidence intervals; writes report.json and figures.'),
+}
 
 
-def _add_evaluate(subparsers: argparse._SubParsersAction) -> None:
-    from . import evaluate
-
-    parser = subparsers.add_parser(
-        'evaluate', help='score a model on HDF5 datasets: ROC AUC per sensor and distance',
-        description='ROC AUC per (sensor, distance) on the known cells of the datasets, with '
-                    'bootstrap confidence intervals; writes report.json and figures.')
-    evaluate.add_arguments(parser)
-    parser.set_defaults(func=lambda args, extra: evaluate.run(args))
-
-
-def _add_demo(subparsers: argparse._SubParsersAction) -> None:
-    from . import demo
-
-    parser = subparsers.add_parser(
-        'demo', help='watch the robot learn: simulator, explorer, labeler, learner',
-        description='Run the simulated robot, the labeler and the online learner over DDS, '
-                    'then evaluate the model on a held-out world; writes a run folder.')
-    demo.add_arguments(parser)
-    parser.set_defaults(func=lambda args, extra: demo.run(args))
+def _add_module_command(subparsers: argparse._SubParsersAction, name: str) -> None:
+    module_name, help_text, description = MODULE_COMMANDS[name]
+    module = importlib.import_module(f'{__package__}.{module_name}')
+    parser = subparsers.add_parser(name, help=help_text, description=description)
+    module.add_arguments(parser)
+    parser.set_defaults(func=lambda args, extra: module.run(args))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -189,13 +135,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog='ssl-obstacle',
         description='Self-supervised long-range obstacle perception for ROS 2 robots.')
     subparsers = parser.add_subparsers(dest='command', required=True)
-    _add_demo(subparsers)
+    _add_module_command(subparsers, 'demo')
     _add_run(subparsers)
     _add_sim(subparsers)
-    _add_record(subparsers)
-    _add_export(subparsers)
-    _add_train(subparsers)
-    _add_evaluate(subparsers)
+    for name in ('record', 'export', 'train', 'evaluate'):
+        _add_module_command(subparsers, name)
     return parser
 
 

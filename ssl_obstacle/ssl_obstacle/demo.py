@@ -19,7 +19,6 @@ import logging
 import math
 import pathlib
 import sys
-import threading
 import time
 from typing import Any
 
@@ -89,12 +88,12 @@ class Demo:
         """Run everything; return the report."""
         import rclpy
         from rclpy.context import Context
-        from rclpy.executors import SingleThreadedExecutor
         from rclpy.parameter import Parameter
 
         from .nodes.explorer_node import ExplorerNode
         from .nodes.labeler_node import LabelerNode
         from .nodes.learner_node import LearnerNode
+        from .nodes.runtime import start_executors
         from .nodes.simulator_node import SimulatorNode
 
         args = self.args
@@ -121,18 +120,7 @@ class Demo:
             Parameter('resume', value=False), Parameter('checkpoint_period', value=60.0),
             Parameter('seed', value=args.seed)])
         nodes = [simulator, explorer, labeler, learner]
-        executors, threads = [], []
-        for node in nodes[1:]:
-            executor = SingleThreadedExecutor(context=context)
-            executor.add_node(node)
-            thread = threading.Thread(target=executor.spin, daemon=True)
-            thread.start()
-            executors.append(executor)
-            threads.append(thread)
-        sim_executor = SingleThreadedExecutor(context=context)
-        sim_executor.add_node(simulator)
-        threading.Thread(target=sim_executor.spin, daemon=True).start()
-        executors.append(sim_executor)
+        executors = start_executors(nodes, context)
         start_ns = simulator.sim.now_ns
         try:
             self._watch(simulator, learner, start_ns, curve_images, curve_labels)

@@ -232,15 +232,3 @@ def run(args: argparse.Namespace) -> int:
     print(format_table(report))
     print(f'wrote {", ".join(str(p) for p in paths.values())}')
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Standalone entry point (``python -m ssl_obstacle.evaluate``), for use without cli.py."""
-    parser = argparse.ArgumentParser(prog='ssl-obstacle evaluate',
-                                     description=__doc__.strip().split('\n', 1)[0])
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
-
-
-if __name__ == '__main__':
-    sys.exit(main())

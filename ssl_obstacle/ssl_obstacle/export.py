@@ -280,15 +280,3 @@ def run(args: argparse.Namespace) -> int:
         print('warning: no frame earned a label (did the robot move? do the topics match '
               'the parameters?)', file=sys.stderr)
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Standalone entry point (``python -m ssl_obstacle.export``), for use without cli.py."""
-    parser = argparse.ArgumentParser(prog='ssl-obstacle export', description=__doc__.strip().split(
-        '\n', 1)[0])
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
-
-
-if __name__ == '__main__':
-    sys.exit(main())

@@ -375,15 +375,3 @@ def _params(args: argparse.Namespace, info: FileInfo, result: TrainResult, train
         'best_val_auc': result.best_val_auc, 'best_val_loss': result.best_val_loss,
         'history': result.history,
     }
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Standalone entry point (``python -m ssl_obstacle.train``), for use without cli.py."""
-    parser = argparse.ArgumentParser(prog='ssl-obstacle train',
-                                     description=__doc__.strip().split('\n', 1)[0])
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
-
-
-if __name__ == '__main__':
-    sys.exit(main())

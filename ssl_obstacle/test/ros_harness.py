@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import threading
 import time
 from typing import Callable, Iterator
 
@@ -11,6 +10,7 @@ import rclpy
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
+from ssl_obstacle.nodes.runtime import start_executors
 
 
 @contextlib.contextmanager
@@ -27,28 +27,13 @@ def ros_context(args: list[str] | None = None) -> Iterator[Context]:
 
 @contextlib.contextmanager
 def spinning(context: Context, *nodes: Node) -> Iterator[list[SingleThreadedExecutor]]:
-    """
-    Spin each node in its own executor and thread for the duration of the block.
-
-    One executor per node, as if each ran in its own process: a busy test node then cannot
-    starve the node under test of executor time.
-    """
-    executors = []
-    threads = []
-    for node in nodes:
-        executor = SingleThreadedExecutor(context=context)
-        executor.add_node(node)
-        thread = threading.Thread(target=executor.spin, daemon=True)
-        thread.start()
-        executors.append(executor)
-        threads.append(thread)
+    """Spin each node on its own executor thread, as the package runs them, for the block."""
+    executors = start_executors(nodes, context)
     try:
         yield executors
     finally:
         for executor in executors:
             executor.shutdown(timeout_sec=2.0)
-        for thread in threads:
-            thread.join(timeout=5.0)
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, period: float = 0.05) -> bool:

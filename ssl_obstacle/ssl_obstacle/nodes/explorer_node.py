@@ -14,12 +14,11 @@ import math
 from typing import Any
 
 from geometry_msgs.msg import Twist
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Range
 
-from .runtime import init_ros, is_shutdown_error
+from .runtime import declare_parameters, run_nodes
 from ..core.explorer import Explorer, ExplorerSettings
 from ..core.thymio import SENSOR_NAMES
 
@@ -37,14 +36,10 @@ class ExplorerNode(Node):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__('explorer', **kwargs)
         defaults = ExplorerSettings()
-        settings: dict[str, Any] = {}
-        for spec in fields(ExplorerSettings):
-            settings[spec.name] = self.declare_parameter(
-                spec.name, float(getattr(defaults, spec.name)),
-                ParameterDescriptor(read_only=True)).value
-        values = {name: self.declare_parameter(
-            name, default, ParameterDescriptor(description=text, read_only=True)).value
-            for name, (default, text) in NODE_PARAMETERS.items()}
+        settings = declare_parameters(self, {
+            spec.name: (float(getattr(defaults, spec.name)), 'see core/explorer.py')
+            for spec in fields(ExplorerSettings)})
+        values = declare_parameters(self, NODE_PARAMETERS)
         self.explorer = Explorer(ExplorerSettings(**settings), seed=int(values['seed']))
         self._timeout_ns = int(float(values['sensor_timeout']) * 1e9)
         self._ranges: dict[str, float] = {}
@@ -87,22 +82,7 @@ class ExplorerNode(Node):
 
 def main(args: list[str] | None = None) -> None:
     """Entry point of ``ros2 run ssl_obstacle explorer``."""
-    import rclpy
-
-    init_ros(args)
-    node = None
-    try:
-        node = ExplorerNode()
-        rclpy.spin(node)
-    except BaseException as error:
-        if not is_shutdown_error(error):
-            raise
-    finally:
-        if node is not None:
-            node.close()
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+    run_nodes([ExplorerNode], args)
 
 
 if __name__ == '__main__':

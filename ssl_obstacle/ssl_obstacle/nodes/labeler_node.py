@@ -15,15 +15,13 @@ from typing import Any, Callable
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from nav_msgs.msg import Odometry
-from rcl_interfaces.msg import ParameterDescriptor
-import rclpy
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, qos_profile_sensor_data, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image, LaserScan, Range
 from ssl_obstacle_msgs.msg import LabeledFrame
 
 from .rate_limited_log import RateLimitedLog
-from .runtime import init_ros, is_shutdown_error
+from .runtime import declare_parameters, run_nodes
 from ..core.labeler import Outcome
 from ..core.params import LabelParams
 from ..io.conversions import BadInput
@@ -100,8 +98,6 @@ class LabelerNode(Node):
     # ------------------------------------------------------------------ setup
     def _declare_parameters(self) -> tuple[LabelParams, InputSettings, dict[str, Any]]:
         defaults = LabelParams().to_dict()
-        for name, value in defaults.items():
-            self._declare(name, value)
         input_defaults = InputSettings()
         node_defaults = {
             'proximity_source': input_defaults.proximity_source,
@@ -111,10 +107,9 @@ class LabelerNode(Node):
             'image_height': input_defaults.image_height,
             **NODE_PARAMETERS,
         }
-        for name, value in node_defaults.items():
-            self._declare(name, value)
-        values = {name: self.get_parameter(name).value
-                  for name in list(defaults) + list(node_defaults)}
+        values = declare_parameters(self, {
+            name: (value, PARAMETER_DESCRIPTIONS[name])
+            for name, value in {**defaults, **node_defaults}.items()})
         unknown = unknown_parameters(getattr(self, '_parameter_overrides', {}))
         if unknown:
             self.get_logger().warning(
@@ -132,11 +127,6 @@ class LabelerNode(Node):
             'status_period': float(values['status_period']),
         }
         return params, settings, node_settings
-
-    def _declare(self, name: str, value: Any) -> None:
-        descriptor = ParameterDescriptor(description=PARAMETER_DESCRIPTIONS.get(name, ''),
-                                         read_only=True)
-        self.declare_parameter(name, value, descriptor)
 
     def _subscribe(self, transport: str, depth: int) -> None:
         # Best effort, as qos_profile_sensor_data: matches both best-effort and reliable
@@ -287,20 +277,7 @@ class LabelerNode(Node):
 
 def main(args: list[str] | None = None) -> None:
     """Entry point of ``ros2 run ssl_obstacle labeler``."""
-    init_ros(args)
-    node = None
-    try:
-        node = LabelerNode()
-        rclpy.spin(node)
-    except BaseException as error:
-        if not is_shutdown_error(error):
-            raise
-    finally:
-        if node is not None:
-            node.close()
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+    run_nodes([LabelerNode], args)
 
 
 if __name__ == '__main__':

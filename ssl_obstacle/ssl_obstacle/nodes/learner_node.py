@@ -15,7 +15,6 @@ import os
 import threading
 from typing import Any
 
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
@@ -27,7 +26,7 @@ from visualization_msgs.msg import MarkerArray
 
 from .labeler_node import LABELED_FRAMES_QOS
 from .rate_limited_log import RateLimitedLog
-from .runtime import init_ros, is_shutdown_error
+from .runtime import declare_parameters, run_nodes
 from ..core.model import ModelConfig
 from ..core.online import LearnerSettings, OnlineLearner
 from ..core.params import LabelParams
@@ -62,9 +61,7 @@ class LearnerNode(Node):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__('learner', **kwargs)
-        values = {name: self.declare_parameter(
-            name, default, ParameterDescriptor(description=text, read_only=True)).value
-            for name, (default, text) in PARAMETERS.items()}
+        values = declare_parameters(self, PARAMETERS)
         self.values = values
         self.sensor_names = list(values['sensor_names'])
         self.distances = [float(d) for d in values['distances']]
@@ -255,25 +252,7 @@ class LearnerNode(Node):
 
 def main(args: list[str] | None = None) -> None:
     """Entry point of ``ros2 run ssl_obstacle learner``."""
-    import rclpy
-    from rclpy.executors import MultiThreadedExecutor
-
-    init_ros(args)
-    node = None
-    try:
-        node = LearnerNode()
-        executor = MultiThreadedExecutor(num_threads=3)
-        executor.add_node(node)
-        executor.spin()
-    except BaseException as error:
-        if not is_shutdown_error(error):
-            raise
-    finally:
-        if node is not None:
-            node.close()
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+    run_nodes([LearnerNode], args)
 
 
 if __name__ == '__main__':

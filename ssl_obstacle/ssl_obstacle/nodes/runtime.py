@@ -9,9 +9,15 @@ so Humble has it).
 
 from __future__ import annotations
 
-from typing import Sequence
+import threading
+import time
+from typing import Any, Callable, Mapping, Sequence
 
+from rcl_interfaces.msg import ParameterDescriptor
 import rclpy
+from rclpy.context import Context
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
 
 try:
     from rclpy.signals import SignalHandlerOptions
@@ -31,3 +37,65 @@ def is_shutdown_error(error: BaseException) -> bool:
     """Tell whether ``error`` only means "the context was shut down" (not a bug)."""
     return isinstance(error, KeyboardInterrupt) or \
         type(error).__name__ == 'ExternalShutdownException'
+
+
+def declare_parameters(node: Node, spec: Mapping[str, tuple[Any, str]]) -> dict[str, Any]:
+    """
+    Declare read-only parameters from ``{name: (default, description)}``; return their values.
+
+    Read-only because the nodes read them once at start-up: a later ``ros2 param set`` would
+    otherwise report success and change nothing.
+    """
+    return {name: node.declare_parameter(
+        name, default, ParameterDescriptor(description=text, read_only=True)).value
+        for name, (default, text) in spec.items()}
+
+
+def start_executors(nodes: Sequence[Node], context: Context | None = None,
+                    ) -> list[SingleThreadedExecutor]:
+    """
+    Spin every node on its own single-threaded executor and thread; return the executors.
+
+    As if each ran in its own process: rclpy's MultiThreadedExecutor serves one node's
+    subscriptions unevenly under load, which reorders streams by seconds when messages come
+    faster than real time, and a busy node cannot starve another of executor time.
+    """
+    executors = []
+    for node in nodes:
+        executor = SingleThreadedExecutor(context=context)
+        executor.add_node(node)
+        threading.Thread(target=executor.spin, name=f'spin-{node.get_name()}',
+                         daemon=True).start()
+        executors.append(executor)
+    return executors
+
+
+def run_nodes(factories: Sequence[Callable[[], Node]], args: Sequence[str] | None) -> None:
+    """
+    Run nodes in this process until Ctrl-C or shutdown, then close them cleanly.
+
+    The entry point of every node (``ros2 run``) and of ``ssl-obstacle run``/``sim``.
+    Nodes with a ``close()`` method get it called while the context is still valid, so
+    they can still log, publish and write their last checkpoint.
+    """
+    init_ros(args)
+    nodes: list[Node] = []
+    executors: list[SingleThreadedExecutor] = []
+    try:
+        for factory in factories:
+            nodes.append(factory())
+        executors = start_executors(nodes)
+        while rclpy.ok():
+            time.sleep(0.2)
+    except BaseException as error:
+        if not is_shutdown_error(error):
+            raise
+    finally:
+        for executor in executors:
+            executor.shutdown(timeout_sec=1.0)
+        for node in nodes:
+            if hasattr(node, 'close'):
+                node.close()
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()

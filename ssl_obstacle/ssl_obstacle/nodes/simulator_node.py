@@ -17,12 +17,11 @@ import time
 from typing import Any
 
 from geometry_msgs.msg import Twist
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 
 from .rate_limited_log import RateLimitedLog
-from .runtime import init_ros, is_shutdown_error
+from .runtime import declare_parameters, is_shutdown_error, run_nodes
 from ..core.params import LabelParams
 from ..core.thymio import SENSOR_NAMES
 from ..io.sim_messages import SimMessages, TFMessage
@@ -61,9 +60,7 @@ class SimulatorNode(Node):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__('simulator', **kwargs)
-        values = {name: self.declare_parameter(
-            name, default, ParameterDescriptor(description=text, read_only=True)).value
-            for name, (default, text) in PARAMETERS.items()}
+        values = declare_parameters(self, PARAMETERS)
         self.values = values
         world = make_world(str(values['world']), int(values['seed']),
                            bool(values['vary_appearance']))
@@ -166,22 +163,7 @@ class SimulatorNode(Node):
 
 def main(args: list[str] | None = None) -> None:
     """Entry point of ``ros2 run ssl_obstacle simulator``."""
-    import rclpy
-
-    init_ros(args)
-    node = None
-    try:
-        node = SimulatorNode()
-        rclpy.spin(node)
-    except BaseException as error:
-        if not is_shutdown_error(error):
-            raise
-    finally:
-        if node is not None:
-            node.close()
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+    run_nodes([SimulatorNode], args)
 
 
 if __name__ == '__main__':
