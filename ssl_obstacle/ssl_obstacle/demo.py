@@ -104,10 +104,6 @@ class Demo:
         context = Context()
         rclpy.init(context=context, args=['ssl-obstacle'])
         sim_time = [Parameter('use_sim_time', value=True)]
-        simulator = SimulatorNode(context=context, parameter_overrides=[
-            Parameter('world', value=args.world), Parameter('seed', value=args.seed),
-            Parameter('real_time_factor', value=float(args.real_time_factor)),
-            Parameter('duration', value=60.0 * args.minutes)])
         explorer = ExplorerNode(context=context, parameter_overrides=[
             *sim_time, Parameter('seed', value=args.seed)])
         # Faster than real time, streams of one simulated instant reach the labeler spread
@@ -119,8 +115,16 @@ class Demo:
             *sim_time, Parameter('checkpoint_path', value=str(self.out / 'checkpoint.pt')),
             Parameter('resume', value=False), Parameter('checkpoint_period', value=60.0),
             Parameter('seed', value=args.seed)])
+        executors = start_executors([explorer, labeler, learner], context)
+        # The simulator starts publishing as soon as it exists: create it once the others
+        # spin and have had a moment for discovery, so its first burst is not lost.
+        time.sleep(1.0)
+        simulator = SimulatorNode(context=context, parameter_overrides=[
+            Parameter('world', value=args.world), Parameter('seed', value=args.seed),
+            Parameter('real_time_factor', value=float(args.real_time_factor)),
+            Parameter('duration', value=60.0 * args.minutes)])
+        executors += start_executors([simulator], context)
         nodes = [simulator, explorer, labeler, learner]
-        executors = start_executors(nodes, context)
         start_ns = simulator.sim.now_ns
         try:
             self._watch(simulator, learner, start_ns, curve_images, curve_labels)
