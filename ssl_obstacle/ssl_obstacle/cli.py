@@ -129,6 +129,18 @@ def _add_module_command(subparsers: argparse._SubParsersAction, name: str) -> No
     parser.set_defaults(func=lambda args, extra: module.run(args))
 
 
+def _add_up(subparsers: argparse._SubParsersAction) -> None:
+    from . import bringup
+
+    parser = subparsers.add_parser(
+        'up', help='bring up thymio, sim or replay as the launch files do (no ros2 launch)',
+        description='Start the nodes of launch/<setup>.launch.py in this process with the same '
+                    'parameter files (config/labeler.yaml, then config/<setup>.yaml) and the '
+                    'same options. Arguments after "--ros-args" go to ROS unchanged.')
+    bringup.add_arguments(parser)
+    parser.set_defaults(func=bringup.run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser of every subcommand."""
     parser = argparse.ArgumentParser(
@@ -136,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
         description='Self-supervised long-range obstacle perception for ROS 2 robots.')
     subparsers = parser.add_subparsers(dest='command', required=True)
     _add_module_command(subparsers, 'demo')
+    _add_up(subparsers)
     _add_run(subparsers)
     _add_sim(subparsers)
     for name in ('record', 'export', 'train', 'evaluate'):

@@ -44,15 +44,16 @@ def read_ros_parameters(path: str | pathlib.Path, node_name: str = 'labeler') ->
     """
     Read the ``ros__parameters`` for ``node_name`` (or ``/**``) from a parameter file.
 
-    Entries under ``/**`` apply first, then those under the node's own name override them,
-    as ``--params-file`` does.
+    Entries under ``/**`` apply first, then those under the node's name in any namespace
+    (``/**/labeler``, as the multi-node files of config/ write it), then under its plain name,
+    as ``--params-file`` does for a node outside a namespace.
     """
     with open(path, encoding='utf-8') as stream:
         document = yaml.safe_load(stream) or {}
     if not isinstance(document, Mapping):
         raise ValueError(f'{path}: not a ROS 2 parameter file (top level is not a mapping)')
     merged: dict[str, Any] = {}
-    for key in ('/**', node_name, '/' + node_name):
+    for key in ('/**', '/**/' + node_name, node_name, '/' + node_name):
         section = document.get(key)
         if isinstance(section, Mapping) and isinstance(section.get('ros__parameters'), Mapping):
             merged.update(section['ros__parameters'])
@@ -83,3 +84,16 @@ def load_labeler_config(path: str | pathlib.Path | None,
         return LabelParams(), InputSettings(), {}
     values = read_ros_parameters(path, node_name)
     return LabelParams.from_mapping(values), settings_from_mapping(values), values
+
+
+def node_sections(path: str | pathlib.Path) -> list[str]:
+    """
+    List the node names a parameter file has sections for (``/**/learner`` → ``learner``).
+
+    The bringup files of config/ hold one section per node, so tests and ``ssl-obstacle up``
+    can check each against what the named node declares.
+    """
+    with open(path, encoding='utf-8') as stream:
+        document = yaml.safe_load(stream) or {}
+    return [str(key).rsplit('/', 1)[-1] for key in document
+            if str(key) != '/**' and isinstance(document[key], Mapping)]

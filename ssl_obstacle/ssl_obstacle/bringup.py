@@ -1,0 +1,206 @@
+"""
+``ssl-obstacle up``: the launch files' setups, for people without ``ros2 launch``.
+
+Each setup starts the same nodes with the same parameter files and the same overrides as its
+launch file in launch/ (test_launch_files.py checks that they agree), so a robot brought up
+either way runs one configuration. Every setup loads config/labeler.yaml (the label rule,
+shared with ``ssl-obstacle export``) first and its own file, which refines it, second.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+import os
+import pathlib
+import sys
+from typing import Any, Sequence
+
+#: The label rule every setup loads first (``export --params`` reads the same file).
+BASE_CONFIG = 'labeler.yaml'
+
+
+@dataclass(frozen=True)
+class Setup:
+    """One way to bring the system up: which nodes, which parameter file, whose clock."""
+
+    name: str
+    config: str
+    launch_file: str
+    always: tuple[str, ...]
+    #: node → started unless the user says otherwise
+    optional: tuple[tuple[str, bool], ...]
+    #: every node follows /clock (bag replay, simulation) ...
+    sim_time: bool
+    #: ... except these, which make the time
+    clock_sources: tuple[str, ...] = ()
+    summary: str = ''
+
+    def nodes(self, choices: dict[str, bool | None]) -> list[str]:
+        """
+        Return the nodes to start; clock sources last, so their first burst is heard.
+
+        ``choices`` maps optional nodes to the user's yes/no; None or absent = the default.
+        """
+        chosen = list(self.always) + [
+            name for name, default in self.optional
+            if (default if choices.get(name) is None else choices[name])]
+        return sorted(chosen, key=lambda name: name in self.clock_sources)
+
+
+SETUPS: dict[str, Setup] = {
+    'thymio': Setup(
+        'thymio', 'thymio.yaml', 'thymio.launch.py', ('labeler',),
+        (('learner', True), ('explorer', False)), sim_time=False,
+        summary='a real Thymio running the jeguzzi/ros-thymio driver (and a camera driver)'),
+    'sim': Setup(
+        'sim', 'sim.yaml', 'sim.launch.py', ('simulator', 'labeler'),
+        (('explorer', True), ('learner', True)), sim_time=True, clock_sources=('simulator',),
+        summary='the built-in simulated world, driven by the explorer'),
+    'replay': Setup(
+        'replay', 'replay.yaml', 'replay.launch.py', ('labeler',), (('learner', True),),
+        sim_time=True,
+        summary="a recorded bag played with --clock ('ssl-obstacle replay' or 'ros2 bag play')"),
+}
+
+#: Every node any setup starts.
+SETUPS_NODE_NAMES = sorted({name for s in SETUPS.values()
+                            for name in (*s.always, *(n for n, _ in s.optional))})
+
+
+def config_path(name: str) -> pathlib.Path:
+    """
+    Find a file of config/: the source tree's when running from it, else the installed one.
+
+    The source tree wins so that a developer's edits take effect without a rebuild; an
+    installed package has no source tree next to it and uses its share directory.
+    """
+    source = pathlib.Path(__file__).resolve().parents[1] / 'config' / name
+    if source.is_file():
+        return source
+    try:
+        from ament_index_python.packages import get_package_share_directory
+        return pathlib.Path(get_package_share_directory('ssl_obstacle')) / 'config' / name
+    except (ImportError, LookupError):  # LookupError: PackageNotFoundError's base
+        return source
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Declare the options of ``ssl-obstacle up`` (the launch files' arguments)."""
+    parser.add_argument('setup', choices=sorted(SETUPS),
+                        help='; '.join(f'{s.name}: {s.summary}' for s in SETUPS.values()))
+    parser.add_argument('--params', help='parameter file replacing config/<setup>.yaml '
+                                         '(config/labeler.yaml is still loaded before it)')
+    parser.add_argument('--namespace', default='', help="the robot's namespace, e.g. thymio10")
+    parser.add_argument('--learner', action=argparse.BooleanOptionalAction, default=None,
+                        help='run the learner here (--no-learner: it runs on another machine)')
+    parser.add_argument('--explorer', action=argparse.BooleanOptionalAction, default=None,
+                        help='drive the robot with the explorer (thymio: off by default)')
+    parser.add_argument('--camera-topic', default='',
+                        help='camera image topic if not camera/image_raw (raw topic name; '
+                             'compressed transport appends /compressed)')
+    parser.add_argument('--camera-transport', choices=('raw', 'compressed'),
+                        help='default: as in the parameter file')
+    parser.add_argument('--proximity-source', choices=('range', 'laser'),
+                        help='proximity/<name> Range topics or proximity/laser; default: as in '
+                             'the parameter file')
+    parser.add_argument('--checkpoint', help="the learner's checkpoint file (default: as in the "
+                                             'parameter file)')
+    sim = parser.add_argument_group('sim only')
+    sim.add_argument('--world', help='boxes, pillars, walls or random')
+    sim.add_argument('--seed', type=int)
+    sim.add_argument('--real-time-factor', type=float,
+                     help='simulated seconds per second; 0 = as fast as possible')
+
+
+@dataclass
+class Plan:
+    """What ``up`` starts: the nodes, their parameter files and overrides, the remaps."""
+
+    setup: Setup
+    nodes: list[str]
+    param_files: list[pathlib.Path]
+    #: node → parameter values set on the command line (they win over the files)
+    overrides: dict[str, dict[str, Any]]
+    remaps: list[tuple[str, str]]
+    namespace: str
+
+
+def parameter_overrides(setup: Setup, args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """
+    Return per-node parameter values the command line sets; they win over the files.
+
+    Only options the user gave appear, so an unset option leaves the file's value in force,
+    as the launch files' empty-default arguments do.
+    """
+    overrides: dict[str, dict[str, Any]] = {name: {} for name in SETUPS_NODE_NAMES}
+    if args.camera_transport:
+        overrides['labeler']['camera_transport'] = args.camera_transport
+        overrides['learner']['camera_transport'] = args.camera_transport
+    if args.proximity_source:
+        overrides['labeler']['proximity_source'] = args.proximity_source
+    if args.checkpoint:
+        overrides['learner']['checkpoint_path'] = os.path.expanduser(args.checkpoint)
+    if setup.name == 'sim':
+        if args.world:
+            overrides['simulator']['world'] = args.world
+        if args.seed is not None:
+            overrides['simulator']['seed'] = args.seed
+            overrides['explorer']['seed'] = args.seed
+        if args.real_time_factor is not None:
+            overrides['simulator']['real_time_factor'] = float(args.real_time_factor)
+    if setup.sim_time:
+        for name in SETUPS_NODE_NAMES:
+            if name not in setup.clock_sources:
+                overrides[name]['use_sim_time'] = True
+    return overrides
+
+
+def camera_remaps(camera_topic: str) -> list[tuple[str, str]]:
+    """Return remap rules pointing both camera transports at ``camera_topic``."""
+    topic = (camera_topic or '').rstrip('/')
+    if not topic or topic == 'camera/image_raw':
+        return []
+    return [('camera/image_raw', topic), ('camera/image_raw/compressed', topic + '/compressed')]
+
+
+def make_plan(args: argparse.Namespace) -> Plan:
+    """Decide what to start from the parsed command line."""
+    setup = SETUPS[args.setup]
+    nodes = setup.nodes({'learner': args.learner, 'explorer': args.explorer})
+    params = pathlib.Path(args.params) if args.params else config_path(setup.config)
+    files = [config_path(BASE_CONFIG), params]
+    for path in files:
+        if not path.is_file():
+            raise SystemExit(f'error: parameter file {path} does not exist')
+    overrides = parameter_overrides(setup, args)
+    return Plan(setup, nodes, files, {name: overrides[name] for name in nodes},
+                camera_remaps(args.camera_topic), args.namespace.strip('/'))
+
+
+def ros_arguments(plan: Plan, extra: Sequence[str] = ()) -> list[str]:
+    """Build the ``--ros-args`` of the process: parameter files, namespace, remaps."""
+    ros_args = ['--ros-args']
+    for path in plan.param_files:
+        ros_args += ['--params-file', str(path)]
+    if plan.namespace:
+        ros_args += ['-r', f'__ns:=/{plan.namespace}']
+    for source, target in plan.remaps:  # the explorer and simulator have no camera input
+        ros_args += ['-r', f'{source}:={target}']
+    extra = list(extra)
+    return ros_args + (extra[1:] if extra[:1] == ['--ros-args'] else extra)
+
+
+def run(args: argparse.Namespace, extra: Sequence[str] = ()) -> int:
+    """Start the setup's nodes in this process until Ctrl-C."""
+    from rclpy.parameter import Parameter
+
+    from .cli import run_nodes
+
+    plan = make_plan(args)
+    overrides = {name: [Parameter(key, value=value) for key, value in values.items()]
+                 for name, values in plan.overrides.items()}
+    print(f'ssl-obstacle up {plan.setup.name}: {", ".join(plan.nodes)} in namespace '
+          f'/{plan.namespace}; parameters {" then ".join(map(str, plan.param_files))}',
+          file=sys.stderr, flush=True)
+    return run_nodes(plan.nodes, ros_arguments(plan, extra), overrides)

@@ -1,0 +1,262 @@
+"""
+The launch files, checked as far as possible without ``launch`` and ``launch_ros``.
+
+Those packages cannot be installed here, so each launch file is executed against a small
+stand-in that records what it asks for: which arguments it declares and which nodes, with
+which parameter files, overrides, namespace and remaps, it starts for given argument values.
+That plan is compared with ``ssl-obstacle up``'s for the same options, so the two ways of
+bringing a robot up run one configuration; every parameter file is checked against what the
+named node really declares by starting it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import pathlib
+import sys
+import types
+from typing import Any
+
+from ament_index_python import packages
+import pytest
+import rclpy
+from rclpy.context import Context
+from ssl_obstacle import bringup
+from ssl_obstacle.io.params_file import node_sections, read_ros_parameters
+from ssl_obstacle.nodes.registry import node_factory
+from test_packaging import console_scripts, EXTERNAL_PACKAGES
+import yaml
+
+PACKAGE_DIR = pathlib.Path(__file__).resolve().parents[1]
+LAUNCH_DIR = PACKAGE_DIR / 'launch'
+
+
+class Recorded:
+    """A launch entity: its class name, positional and keyword arguments."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.args, self.kwargs = args, kwargs
+
+
+class LaunchConfiguration(Recorded):
+    """Stands for ``launch.substitutions.LaunchConfiguration``: performs to the value."""
+
+    def perform(self, context: dict[str, str]) -> str:
+        return context[self.args[0]]
+
+
+def _recording_module(name: str, **classes: type) -> types.ModuleType:
+    """Return a module whose every attribute is a recording class (classes override some)."""
+    module = types.ModuleType(name)
+
+    def make(attribute: str) -> type:
+        if attribute.startswith('__'):
+            raise AttributeError(attribute)
+        return classes.get(attribute) or type(attribute, (Recorded,), {})
+    module.__getattr__ = make  # PEP 562
+    return module
+
+
+def load_launch_file(path: pathlib.Path, monkeypatch) -> types.ModuleType:
+    """Import a launch file with the stand-in ``launch`` and ``launch_ros`` modules."""
+    fakes = {'launch': _recording_module('launch'),
+             'launch.actions': _recording_module('launch.actions'),
+             'launch.substitutions': _recording_module(
+                 'launch.substitutions', LaunchConfiguration=LaunchConfiguration),
+             'launch.launch_description_sources': _recording_module(
+                 'launch.launch_description_sources'),
+             'launch.conditions': _recording_module('launch.conditions'),
+             'launch_ros': _recording_module('launch_ros'),
+             'launch_ros.actions': _recording_module('launch_ros.actions'),
+             'launch_ros.substitutions': _recording_module('launch_ros.substitutions')}
+    for name, module in fakes.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    real_share = packages.get_package_share_directory
+
+    def share(package: str, *args: Any, **kwargs: Any) -> str:  # Gazebo is not installed
+        if package in EXTERNAL_PACKAGES:
+            return f'/opt/ros/share/{package}'
+        return real_share(package, *args, **kwargs)
+    monkeypatch.setattr(packages, 'get_package_share_directory', share)
+    spec = importlib.util.spec_from_file_location(path.stem.replace('.', '_'), path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def resolve(value: Any, context: dict[str, str]) -> Any:
+    """Perform substitutions the way launch does: configurations, and lists joined."""
+    if isinstance(value, LaunchConfiguration):
+        return value.perform(context)
+    if isinstance(value, list) and any(isinstance(v, Recorded) for v in value):
+        return ''.join(str(resolve(v, context)) for v in value)
+    if isinstance(value, dict):
+        return {k: resolve(v, context) for k, v in value.items()}
+    return value
+
+
+def condition_holds(entity: Recorded, context: dict[str, str]) -> bool:
+    """Evaluate an ``IfCondition``/``UnlessCondition`` as launch does (no condition: True)."""
+    condition = entity.kwargs.get('condition')
+    if condition is None:
+        return True
+    truth = str(resolve(condition.args[0], context)).strip().lower() in ('true', '1')
+    return truth if type(condition).__name__ == 'IfCondition' else not truth
+
+
+def launch_plan(path: pathlib.Path, monkeypatch, **values: str) -> tuple[dict, list]:
+    """Return (declared argument defaults, started Node plans) for argument values."""
+    description = load_launch_file(path, monkeypatch).generate_launch_description()
+    entities = description.args[0]
+    declared = {e.args[0]: e.kwargs['default_value'] for e in entities
+                if type(e).__name__ == 'DeclareLaunchArgument'}
+    unknown = set(values) - set(declared)
+    assert not unknown, f'{path.name} declares no argument {unknown}'
+    context = {**declared, **values}
+    nodes = [e for e in entities if type(e).__name__ == 'Node']
+    for entity in entities:
+        if type(entity).__name__ == 'OpaqueFunction':
+            nodes += [n for n in entity.kwargs['function'](context)
+                      if type(n).__name__ == 'Node']
+    return declared, [node_plan(n, context) for n in nodes if condition_holds(n, context)]
+
+
+def node_plan(node: Recorded, context: dict[str, str]) -> dict[str, Any]:
+    """Resolve a Node's arguments; split its parameters into file names and overrides."""
+    files, overrides = [], {}
+    for item in node.kwargs.get('parameters', []):
+        item = resolve(item, context)
+        if isinstance(item, dict):
+            overrides.update(item)
+        else:
+            files.append(os.path.basename(str(item)))
+    return {'package': node.kwargs['package'], 'executable': node.kwargs['executable'],
+            'name': node.kwargs.get('name'), 'files': files, 'overrides': overrides,
+            'namespace': resolve(node.kwargs.get('namespace', ''), context),
+            'remaps': list(node.kwargs.get('remappings', []))}
+
+
+def up_plan(setup: str, **options: Any) -> bringup.Plan:
+    """Return what ``ssl-obstacle up SETUP`` with these options would start."""
+    parser = argparse.ArgumentParser()
+    bringup.add_arguments(parser)
+    argv = [setup]
+    for name, value in options.items():
+        flag = '--' + name.replace('_', '-')
+        if value is True:
+            argv.append(flag)
+        elif value is False:
+            argv.append('--no-' + name.replace('_', '-'))
+        else:
+            argv += [flag, str(value)]
+    return bringup.make_plan(parser.parse_args(argv))
+
+
+#: argument values to compare the launch files and ``up`` on; options a setup's launch file
+#: does not declare are left out for it.
+CASES = [
+    {},
+    {'namespace': 'thymio10'},
+    {'namespace': 'thymio10', 'learner': 'false', 'explorer': 'true',
+     'camera_topic': 'camera/color/image_raw', 'camera_transport': 'compressed',
+     'proximity_source': 'laser', 'checkpoint': '/tmp/robot.pt'},
+    {'world': 'pillars', 'seed': '3', 'real_time_factor': '0', 'explorer': 'false'},
+]
+
+
+def _option(name: str, value: str) -> Any:
+    if value in ('true', 'false'):
+        return value == 'true'
+    return value
+
+
+@pytest.mark.parametrize('setup', sorted(bringup.SETUPS))
+@pytest.mark.parametrize('case', range(len(CASES)))
+def test_launch_file_and_up_start_the_same_nodes_with_the_same_configuration(
+        setup, case, monkeypatch):
+    spec = bringup.SETUPS[setup]
+    path = LAUNCH_DIR / spec.launch_file
+    declared, _ = launch_plan(path, monkeypatch)
+    values = {k: v for k, v in CASES[case].items() if k in declared}
+    _, nodes = launch_plan(path, monkeypatch, **values)
+    plan = up_plan(setup, **{k: _option(k, v) for k, v in values.items()})
+
+    assert sorted(n['executable'] for n in nodes) == sorted(plan.nodes)
+    for launched in nodes:
+        name = launched['executable']
+        assert launched['package'] == 'ssl_obstacle'
+        assert launched['name'] == name
+        assert launched['files'] == [p.name for p in plan.param_files]
+        assert launched['namespace'] == plan.namespace
+        assert launched['overrides'] == plan.overrides[name], name
+        if launched['remaps'] or name in ('labeler', 'learner'):
+            assert launched['remaps'] == plan.remaps, name
+
+
+@pytest.mark.parametrize('path', sorted(LAUNCH_DIR.glob('*.launch.py')), ids=lambda p: p.name)
+def test_every_launched_node_is_an_installed_executable_with_existing_parameter_files(
+        path, monkeypatch):
+    scripts = console_scripts()
+    shipped = {p.name for p in (PACKAGE_DIR / 'config').glob('*.yaml')}
+    _, nodes = launch_plan(path, monkeypatch)
+    ours = [n for n in nodes if n['package'] == 'ssl_obstacle']
+    assert ours, f'{path.name} starts none of our nodes'
+    for node in ours:
+        assert node['executable'] in scripts
+        for name in node['files']:
+            assert name in shipped, f'{path.name}: {name} is not in config/'
+
+
+@pytest.mark.parametrize('setup', sorted(bringup.SETUPS))
+def test_up_finds_its_parameter_files(setup):
+    plan = up_plan(setup)
+    assert [p.name for p in plan.param_files] == [bringup.BASE_CONFIG,
+                                                  bringup.SETUPS[setup].config]
+    assert all(p.is_file() for p in plan.param_files)
+    args = bringup.ros_arguments(up_plan(setup, namespace='/thymio10/',
+                                         camera_topic='cam/image'))
+    assert args[:5] == ['--ros-args', '--params-file', str(plan.param_files[0]),
+                        '--params-file', str(plan.param_files[1])]
+    assert '__ns:=/thymio10' in args
+    assert 'camera/image_raw/compressed:=cam/image/compressed' in args
+
+
+def test_up_rejects_a_missing_parameter_file(tmp_path):
+    with pytest.raises(SystemExit, match='does not exist'):
+        up_plan('thymio', params=tmp_path / 'nope.yaml')
+
+
+def _sections():
+    for path in sorted((PACKAGE_DIR / 'config').glob('*.yaml')):
+        if not isinstance(yaml.safe_load(path.read_text()), dict):
+            continue  # not a ROS parameter file (the Gazebo bridge's topic list)
+        names = node_sections(path) or ['labeler']  # labeler.yaml: /** only, the rule
+        for name in names:
+            yield pytest.param(path, name, id=f'{path.name}:{name}')
+
+
+@pytest.mark.parametrize(('path', 'node_name'), list(_sections()))
+def test_every_parameter_in_a_config_section_is_declared_by_that_node(
+        path, node_name, tmp_path, monkeypatch):
+    monkeypatch.setenv('HOME', str(tmp_path))  # a learner's checkpoint lands here, if any
+    monkeypatch.chdir(tmp_path)
+    values = read_ros_parameters(path, node_name)
+    context = Context()
+    rclpy.init(context=context, args=['test', '--ros-args', '--params-file', str(path)])
+    try:
+        node = node_factory(node_name)(context=context)
+        try:
+            undeclared = set(values) - set(node._parameters)
+            assert not undeclared, f'{path.name}: {node_name} does not declare {undeclared}'
+            for name, value in values.items():  # the file's types match the declarations
+                got = node.get_parameter(name).value
+                assert type(got) is type(value), (name, got, value)
+                assert got == value, name  # and the node really took the file's value
+        finally:
+            if hasattr(node, 'close'):
+                node.close()
+            node.destroy_node()
+    finally:
+        rclpy.shutdown(context=context)
