@@ -10,7 +10,7 @@ import rclpy
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
-from ssl_obstacle.nodes.runtime import start_executors
+from ssl_obstacle.nodes.runtime import start_executors, stop_executors
 
 
 @contextlib.contextmanager
@@ -32,8 +32,7 @@ def spinning(context: Context, *nodes: Node) -> Iterator[list[SingleThreadedExec
     try:
         yield executors
     finally:
-        for executor in executors:
-            executor.shutdown(timeout_sec=2.0)
+        stop_executors(executors)
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, period: float = 0.05) -> bool:

@@ -25,6 +25,10 @@ except ImportError:  # pragma: no cover - very old rclpy
     SignalHandlerOptions = None
 
 
+#: The thread spinning each executor started here, joined when it is stopped.
+_SPIN_THREADS: dict[SingleThreadedExecutor, threading.Thread] = {}
+
+
 def init_ros(args: Sequence[str] | None) -> None:
     """Initialise rclpy with our shutdown handling."""
     if SignalHandlerOptions is None:  # pragma: no cover
@@ -64,10 +68,29 @@ def start_executors(nodes: Sequence[Node], context: Context | None = None,
     for node in nodes:
         executor = SingleThreadedExecutor(context=context)
         executor.add_node(node)
-        threading.Thread(target=executor.spin, name=f'spin-{node.get_name()}',
-                         daemon=True).start()
+        thread = threading.Thread(target=executor.spin, name=f'spin-{node.get_name()}',
+                                  daemon=True)
+        thread.start()
+        _SPIN_THREADS[executor] = thread
         executors.append(executor)
     return executors
+
+
+def stop_executors(executors: Sequence[SingleThreadedExecutor], timeout: float = 5.0) -> None:
+    """
+    Shut the executors down and wait for their spin threads to leave rclpy.
+
+    Destroying a node or the context while its thread still waits inside rcl aborts the
+    process ("terminate called without an active exception") on a loaded machine, where the
+    thread can take more than a second to notice the shutdown.
+    """
+    for executor in executors:
+        executor.shutdown(timeout_sec=timeout)
+    deadline = time.monotonic() + timeout
+    for executor in executors:
+        thread = _SPIN_THREADS.pop(executor, None)
+        if thread is not None:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
 
 def run_nodes(factories: Sequence[Callable[[], Node]], args: Sequence[str] | None) -> None:
@@ -91,8 +114,7 @@ def run_nodes(factories: Sequence[Callable[[], Node]], args: Sequence[str] | Non
         if not is_shutdown_error(error):
             raise
     finally:
-        for executor in executors:
-            executor.shutdown(timeout_sec=1.0)
+        stop_executors(executors)
         for node in nodes:
             if hasattr(node, 'close'):
                 node.close()
