@@ -1,4 +1,4 @@
-"""Install the ssl_obstacle Python package, its launch and config files, and node executables."""
+"""Install the ssl_obstacle Python package, its launch, config and world files, and nodes."""
 
 from glob import glob
 import os
@@ -16,6 +16,7 @@ setup(
         ('share/' + PACKAGE, ['package.xml']),
         (os.path.join('share', PACKAGE, 'launch'), glob('launch/*.launch.py')),
         (os.path.join('share', PACKAGE, 'config'), glob('config/*.yaml')),
+        (os.path.join('share', PACKAGE, 'worlds'), glob('worlds/*.sdf')),
     ],
     install_requires=['setuptools'],
     zip_safe=True,
@@ -30,6 +31,7 @@ setup(
             'simulator = ssl_obstacle.nodes.simulator_node:main',
             'explorer = ssl_obstacle.nodes.explorer_node:main',
             'learner = ssl_obstacle.nodes.learner_node:main',
+            'scan_to_range = ssl_obstacle.nodes.scan_to_range_node:main',
             'ssl-obstacle = ssl_obstacle.cli:main',
         ],
     },

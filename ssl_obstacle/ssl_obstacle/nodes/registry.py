@@ -7,12 +7,13 @@ from typing import Callable
 
 from rclpy.node import Node
 
-#: name → "module:Class"; later issues add the simulator, explorer and learner.
+#: name → "module:Class" of every node the package runs.
 NODES: dict[str, str] = {
     'labeler': 'ssl_obstacle.nodes.labeler_node:LabelerNode',
     'simulator': 'ssl_obstacle.nodes.simulator_node:SimulatorNode',
     'explorer': 'ssl_obstacle.nodes.explorer_node:ExplorerNode',
     'learner': 'ssl_obstacle.nodes.learner_node:LearnerNode',
+    'scan_to_range': 'ssl_obstacle.nodes.scan_to_range_node:ScanToRangeNode',
 }
 
 
