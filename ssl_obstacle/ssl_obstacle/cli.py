@@ -112,6 +112,10 @@ MODULE_COMMANDS: dict[str, tuple[str, str, str]] = {
     'export': ('export', 'label a rosbag2 (sqlite3 or mcap) into an HDF5 dataset',
                'Read a rosbag2 directory, label its camera frames with the same core as the '
                'labeler node, and write the HDF5 dataset of docs/architecture.md.'),
+    'replay': ('bag_replay', 'publish a rosbag2 into live ROS 2 topics (like ros2 bag play)',
+               'Publish every recorded message of a rosbag2 (sqlite3 or mcap) at its recorded '
+               'time, scaled by --rate, with /clock, loop, namespace and remap options, for '
+               'machines without rosbag2.'),
     'train': ('train', 'train the obstacle model offline on HDF5 datasets',
               'Train the network of the online learner on exported datasets, with a '
               'validation split by file, and write the best model as a checkpoint.'),
@@ -151,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_up(subparsers)
     _add_run(subparsers)
     _add_sim(subparsers)
-    for name in ('record', 'export', 'train', 'evaluate'):
+    for name in ('record', 'replay', 'export', 'train', 'evaluate'):
         _add_module_command(subparsers, name)
     return parser
 
