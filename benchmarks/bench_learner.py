@@ -2,22 +2,30 @@
 """
 Camera-to-prediction latency of the learner node while it trains, over DDS.
 
-A camera node publishes 320x240 rgb8 frames at 30 Hz stamped with the wall clock; a
-subscriber measures, for each ObstaclePrediction, the time from the frame's stamp to the
-prediction's arrival. Meanwhile labeled frames arrive at 10 Hz and the learner trains
-uncapped (batch 64) in its background thread. Prints p50/p99 latency, frames predicted vs
-sent (the rest were replaced by newer frames: newest-only prediction), training updates per
-second, and resident memory at the start and end (flat = no leak).
+The learner node runs in this process, as ``ssl-obstacle run learner`` runs it. A driver
+process (another node in another process, as a camera driver and a consumer of predictions
+would be) publishes 320x240 rgb8 frames at 30 Hz stamped with the wall clock and labeled
+frames at 10 Hz, and measures, for each ObstaclePrediction it receives, the time from the
+frame's stamp to the prediction's arrival. Meanwhile the learner trains (uncapped by
+default, batch 64). The measurement is repeated ``--repeat`` times (other people's jobs load
+this machine at times): each run prints the load average, p50/p99/max latency, frames
+predicted vs sent (the rest were replaced by newer frames: newest-only prediction),
+training updates per second alongside, and resident memory of the learner's processes.
 
-Run: scripts/with_env.sh python benchmarks/bench_learner.py [--seconds 60]
+Run: scripts/with_env.sh python benchmarks/bench_learner.py [--seconds 30] [--repeat 3]
+     [--param trainer=thread] [--switch-interval 0.005] [--no-train] [--driver inprocess]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
+import sys
 import threading
 import time
+from typing import Any
 
 import numpy as np
 import rclpy
@@ -28,94 +36,283 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
 from ssl_obstacle.core.labeler import LabeledResult
 from ssl_obstacle.core.params import LabelParams
-from ssl_obstacle.io.messages import labeled_frame_msg, rgb_to_image_msg
+from ssl_obstacle.io.messages import labeled_frame_msg, rgb_to_image_msg, time_from_ns
 from ssl_obstacle.nodes.labeler_node import LABELED_FRAMES_QOS
-from ssl_obstacle.nodes.learner_node import LearnerNode
 from ssl_obstacle_msgs.msg import LabeledFrame, ObstaclePrediction
 from std_msgs.msg import Header
+import yaml
 
 
-def rss_mb() -> float:
-    with open('/proc/self/status', encoding='ascii') as status:
-        for line in status:
-            if line.startswith('VmRSS:'):
-                return int(line.split()[1]) / 1024
+def rss_mb(pid: int | str = 'self') -> float:
+    """Return the resident memory of a process in MB (NaN if it is gone)."""
+    try:
+        with open(f'/proc/{pid}/status', encoding='ascii') as status:
+            for line in status:
+                if line.startswith('VmRSS:'):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return float('nan')
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--seconds', type=float, default=60.0)
-    args = parser.parse_args()
+def child_pids(pid: int | None = None) -> list[int]:
+    """Return the direct children of a process (the trainer process, if any)."""
+    pid = os.getpid() if pid is None else pid
+    try:
+        with open(f'/proc/{pid}/task/{pid}/children', encoding='ascii') as children:
+            return [int(p) for p in children.read().split()]
+    except OSError:
+        return []
+
+
+def load_text() -> str:
+    """Return the load averages as `uptime` prints them."""
+    one, five, fifteen = os.getloadavg()
+    return f'load {one:.2f} {five:.2f} {fifteen:.2f}'
+
+
+class Driver(Node):
+    """The camera, the labeler's output and a consumer of predictions, as another node."""
+
+    def __init__(self, context: Context) -> None:
+        super().__init__('bench_driver', context=context)
+        self.camera = self.create_publisher(Image, 'camera/image_raw', 10)
+        self.labeled = self.create_publisher(LabeledFrame, 'ssl/labeled_frames',
+                                             LABELED_FRAMES_QOS)
+        self.latencies: list[float] = []
+        self.measuring = False
+        self.predictions = self.create_subscription(ObstaclePrediction, 'ssl/predictions',
+                                                    self._on_prediction, 100)
+        rng = np.random.default_rng(0)
+        self.frames = rng.integers(0, 255, size=(8, 240, 320, 3), dtype=np.uint8)
+        self.small = rng.integers(0, 255, size=(64, 64, 80, 3), dtype=np.uint8)
+        self.params = LabelParams()
+        self.rng = rng
+        self.sent = 0
+
+    def _on_prediction(self, msg: ObstaclePrediction) -> None:
+        received = time.time_ns()
+        if self.measuring:
+            stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+            self.latencies.append((received - stamp) / 1e6)
+
+    def labeled_frame(self, index: int) -> LabeledFrame:
+        """Return a labeled frame with 30 % positive cells, stamped now."""
+        labels = np.where(self.rng.random((5, 31)) < 0.3, 1.0, 0.0).astype(np.float32)
+        result = LabeledResult(stamp=time.time_ns(), pose=np.zeros(3),
+                               payload=self.small[index % len(self.small)], labels=labels,
+                               counts=np.ones((5, 31), np.uint8), reason='complete')
+        return labeled_frame_msg(result, self.params.sensor_names, self.params.distances,
+                                 'camera')
+
+    def wait_for_learner(self, timeout: float = 20.0) -> None:
+        """Wait until the learner subscribes and publishes (discovery), then settle."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if (self.camera.get_subscription_count()
+                    and self.labeled.get_subscription_count()
+                    and self.count_publishers('ssl/predictions')):
+                break
+            time.sleep(0.05)
+        time.sleep(1.0)
+
+    def prefill(self, count: int, rate: float = 300.0) -> None:
+        """Send ``count`` labeled frames quickly, so training runs from the start."""
+        for index in range(count):
+            self.labeled.publish(self.labeled_frame(index))
+            time.sleep(1.0 / rate)
+
+    def stream(self, seconds: float, camera_hz: float = 30.0, labeled_every: int = 3,
+               on_tick: Any = None) -> float:
+        """Publish camera frames at ``camera_hz`` and every n-th as a labeled frame too."""
+        start = time.monotonic()
+        next_frame = start
+        while time.monotonic() - start < seconds:
+            header = Header(stamp=time_from_ns(time.time_ns()), frame_id='camera_link')
+            self.camera.publish(rgb_to_image_msg(self.frames[self.sent % 8], header))
+            if labeled_every and self.sent % labeled_every == 0:
+                self.labeled.publish(self.labeled_frame(self.sent))
+            self.sent += 1
+            if on_tick is not None:
+                on_tick()
+            next_frame += 1.0 / camera_hz
+            time.sleep(max(0.0, next_frame - time.monotonic()))
+        return time.monotonic() - start
+
+
+def summarise(latencies: list[float], sent: int) -> dict[str, Any]:
+    """Return latency percentiles (ms) and counts."""
+    values = np.asarray(latencies, dtype=np.float64)
+    if not values.size:
+        return {'predictions': 0, 'sent': sent}
+    return {'p50': float(np.percentile(values, 50)), 'p90': float(np.percentile(values, 90)),
+            'p99': float(np.percentile(values, 99)), 'max': float(values.max()),
+            'predictions': int(values.size), 'sent': sent}
+
+
+def run_driver(args: argparse.Namespace) -> None:
+    """Run the driver side in this process; report on stdout (start, end, JSON result)."""
     context = Context()
     rclpy.init(context=context)
-    learner = LearnerNode(context=context, parameter_overrides=[
-        Parameter('max_updates_per_second', value=0.0), Parameter('publish_overlay', value=False),
-        Parameter('publish_markers', value=False)])
-    driver = Node('bench_driver', context=context)
-    camera = driver.create_publisher(Image, 'camera/image_raw', 10)
-    labeled = driver.create_publisher(LabeledFrame, 'ssl/labeled_frames', LABELED_FRAMES_QOS)
-    latencies: list[float] = []
+    driver = Driver(context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(driver)
+    spin = threading.Thread(target=executor.spin, daemon=True)
+    spin.start()
+    driver.wait_for_learner()
+    driver.prefill(args.prefill)
+    time.sleep(args.warmup)
+    driver.measuring = True
+    print('start', flush=True)
+    driver.stream(args.seconds, args.camera_hz)
+    print('end', flush=True)
+    time.sleep(0.5)  # predictions of the last frames
+    driver.measuring = False
+    print(json.dumps(summarise(driver.latencies, driver.sent)), flush=True)
+    executor.shutdown()
+    spin.join()
+    driver.destroy_node()
+    rclpy.shutdown(context=context)
 
-    def on_prediction(msg: ObstaclePrediction) -> None:
-        stamp = msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec
-        latencies.append(time.time() - stamp)
 
-    driver.create_subscription(ObstaclePrediction, 'ssl/predictions', on_prediction, 100)
+def learner_overrides(args: argparse.Namespace) -> list[Parameter]:
+    """Return the learner's parameters for the benchmark (``--param`` wins)."""
+    values: dict[str, Any] = {'max_updates_per_second': 0.0, 'publish_overlay': False,
+                              'publish_markers': False, 'batch_size': 64}
+    for item in args.param:
+        name, _, text = item.partition('=')
+        values[name] = yaml.safe_load(text)
+    return [Parameter(name, value=value) for name, value in values.items()]
+
+
+def learner_rss() -> float:
+    """Return the resident memory of this process and its children (a trainer process)."""
+    return rss_mb() + sum(rss_mb(pid) for pid in child_pids())
+
+
+def measure_with_process(args: argparse.Namespace, learner: Any) -> dict[str, Any]:
+    """Run one measurement with the driver in a separate process."""
+    command = [sys.executable, os.path.abspath(__file__), '--role', 'driver',
+               '--seconds', str(args.seconds), '--prefill', str(args.prefill),
+               '--warmup', str(args.warmup), '--camera-hz', str(args.camera_hz)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    marks: dict[str, tuple[float, int, int]] = {}
+    result: dict[str, Any] = {}
+    assert process.stdout is not None
+    for line in process.stdout:
+        line = line.strip()
+        if line in ('start', 'end'):
+            marks[line] = (time.monotonic(), learner.learner.updates,
+                           learner.counters['stale_dropped'])
+        elif line.startswith('{'):
+            result = json.loads(line)
+    process.wait(timeout=30)
+    elapsed = marks['end'][0] - marks['start'][0]
+    result['updates_per_second'] = (marks['end'][1] - marks['start'][1]) / elapsed
+    result['stale'] = marks['end'][2] - marks['start'][2]
+    return result
+
+
+def measure_in_process(args: argparse.Namespace, learner: Any, context: Context,
+                       driver: Driver) -> dict[str, Any]:
+    """Run one measurement with the driver node in this process (the old set-up)."""
+    driver.wait_for_learner()
+    driver.prefill(args.prefill)
+    time.sleep(args.warmup)
+    driver.latencies.clear()
+    sent0, driver.sent = driver.sent, 0
+    updates0, stale0 = learner.learner.updates, learner.counters['stale_dropped']
+    driver.measuring = True
+    elapsed = driver.stream(args.seconds, args.camera_hz)
+    updates = learner.learner.updates - updates0
+    time.sleep(0.5)
+    driver.measuring = False
+    result = summarise(driver.latencies, driver.sent)
+    driver.sent += sent0
+    result['updates_per_second'] = updates / elapsed
+    result['stale'] = learner.counters['stale_dropped'] - stale0
+    return result
+
+
+def main() -> None:
+    """Parse arguments; run the driver role or the benchmark."""
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--seconds', type=float, default=30.0, help='per measurement')
+    parser.add_argument('--repeat', type=int, default=3, help='measurements in a row')
+    parser.add_argument('--camera-hz', type=float, default=30.0)
+    parser.add_argument('--prefill', type=int, default=200,
+                        help='labeled frames sent before measuring')
+    parser.add_argument('--warmup', type=float, default=3.0, help='seconds after prefill')
+    parser.add_argument('--param', action='append', default=[], metavar='NAME=VALUE',
+                        help='learner node parameter (YAML value), repeatable')
+    parser.add_argument('--switch-interval', type=float, default=None,
+                        help='sys.setswitchinterval for this process (default: leave it)')
+    parser.add_argument('--no-train', action='store_true',
+                        help='pause training: the latency floor')
+    parser.add_argument('--driver', choices=('process', 'inprocess'), default='process')
+    parser.add_argument('--role', choices=('bench', 'driver'), default='bench',
+                        help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.role == 'driver':
+        run_driver(args)
+        return
+
+    from ssl_obstacle.nodes.learner_node import LearnerNode
+
+    if args.switch_interval is not None:
+        sys.setswitchinterval(args.switch_interval)
+    context = Context()
+    rclpy.init(context=context)
+    learner = LearnerNode(context=context, parameter_overrides=learner_overrides(args))
+    if args.no_train:
+        learner.learner.pause()
+    nodes: list[Node] = [learner]
+    driver = None
+    if args.driver == 'inprocess':
+        driver = Driver(context)
+        nodes.append(driver)
     executors = []
-    for node in (learner, driver):
+    for node in nodes:
         executor = SingleThreadedExecutor(context=context)
         executor.add_node(node)
         threading.Thread(target=executor.spin, daemon=True).start()
         executors.append(executor)
-    time.sleep(2.0)
-    rng = np.random.default_rng(0)
-    params = LabelParams()
-    frames = rng.integers(0, 255, size=(8, 240, 320, 3), dtype=np.uint8)
-    small = rng.integers(0, 255, size=(8, 64, 80, 3), dtype=np.uint8)
-
-    def labeled_frame(i: int) -> LabeledFrame:
-        labels = np.where(rng.random((5, 31)) < 0.3, 1.0, 0.0).astype(np.float32)
-        result = LabeledResult(stamp=int(time.time() * 1e9), pose=np.zeros(3),
-                               payload=small[i % 8], labels=labels,
-                               counts=np.ones((5, 31), np.uint8), reason='complete')
-        return labeled_frame_msg(result, params.sensor_names, params.distances, 'camera')
-
-    for i in range(200):  # fill the replay buffer so training runs from the start
-        labeled.publish(labeled_frame(i))
-        time.sleep(0.002)
-    time.sleep(2.0)
-    updates0, rss0, sent = learner.learner.updates, rss_mb(), 0
-    start = time.monotonic()
-    next_frame = start
-    while time.monotonic() - start < args.seconds:
-        now = time.time()
-        header = Header(stamp=rclpy.time.Time(nanoseconds=int(now * 1e9)).to_msg(),
-                        frame_id='camera_link')
-        camera.publish(rgb_to_image_msg(frames[sent % 8], header))
-        if sent % 3 == 0:
-            labeled.publish(labeled_frame(sent))
-        sent += 1
-        next_frame += 1 / 30
-        time.sleep(max(0.0, next_frame - time.monotonic()))
-    time.sleep(0.5)
-    elapsed = time.monotonic() - start
-    updates = learner.learner.updates - updates0
-    values = np.array(latencies[10:]) * 1000
-    print(f'{os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}; {args.seconds:g} s at 30 Hz '
-          '(320x240 rgb8), labeled frames at 10 Hz, training uncapped, batch 64')
-    print(f'latency frame stamp -> prediction received: p50 {np.percentile(values, 50):.1f} ms, '
-          f'p99 {np.percentile(values, 99):.1f} ms, max {values.max():.1f} ms '
-          f'({len(latencies)} predictions for {sent} frames sent; '
-          f'{learner.counters["stale_dropped"]} replaced by newer frames)')
-    print(f'training: {updates / elapsed:.1f} updates/s alongside')
-    print(f'resident memory: {rss0:.0f} MB after warm-up, {rss_mb():.0f} MB at the end')
-    for executor in executors:
-        executor.shutdown()
-    learner.close()
-    learner.destroy_node()
-    driver.destroy_node()
-    rclpy.shutdown(context=context)
+    settings = ', '.join(args.param) or 'defaults'
+    print(f'{os.cpu_count()} cores; learner: {settings}; switch interval '
+          f'{sys.getswitchinterval() * 1000:g} ms; training '
+          f'{"paused" if args.no_train else "on"}; driver {args.driver}; camera '
+          f'{args.camera_hz:g} Hz 320x240 rgb8, labeled frames at {args.camera_hz / 3:g} Hz, '
+          f'{args.seconds:g} s per run', flush=True)
+    results = []
+    try:
+        for run in range(args.repeat):
+            before = load_text()
+            if driver is None:
+                result = measure_with_process(args, learner)
+            else:
+                result = measure_in_process(args, learner, context, driver)
+            results.append(result)
+            p50, p90, p99, worst = (result.get(key, float('nan'))
+                                    for key in ('p50', 'p90', 'p99', 'max'))
+            print(f'run {run + 1}: {before} | latency p50 {p50:.1f} p90 {p90:.1f} p99 {p99:.1f} '
+                  f'max {worst:.1f} ms | {result["predictions"]}/{result["sent"]} predicted, '
+                  f'{result["stale"]} replaced | {result["updates_per_second"]:.1f} updates/s | '
+                  f'rss {learner_rss():.0f} MB', flush=True)
+    finally:
+        for executor in executors:
+            executor.shutdown()
+        learner.close()
+        learner.destroy_node()
+        if driver is not None:
+            driver.destroy_node()
+        rclpy.shutdown(context=context)
+    if results:
+        p50 = [r['p50'] for r in results if 'p50' in r]
+        p99 = [r['p99'] for r in results if 'p99' in r]
+        rates = [r['updates_per_second'] for r in results]
+        print(f'summary over {len(results)} runs: p50 median {np.median(p50):.1f} ms, p99 median '
+              f'{np.median(p99):.1f} ms (worst {max(p99):.1f}), training '
+              f'{np.median(rates):.1f} updates/s; after: {load_text()}')
 
 
 if __name__ == '__main__':

@@ -16,17 +16,20 @@ import subprocess
 import sys
 import time
 
+from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
 import numpy as np
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from ros_harness import ros_context, spinning, wait_for, wait_for_subscribers
+from rosbags.highlevel import AnyReader
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image, LaserScan, Range
 from ssl_obstacle.core.thymio import LASER_ORDER, SENSOR_NAMES
 from ssl_obstacle.io.messages import (laser_msg, odometry_msg, range_msg, rgb_to_image_msg,
                                       time_from_ns)
+from ssl_obstacle.record import record
 from ssl_obstacle.sim.scripted_run import generate_run
 from ssl_obstacle_msgs.msg import LabeledFrame, LearnerStatus, ObstaclePrediction
 from std_msgs.msg import Header
@@ -75,6 +78,12 @@ class Listener(Node):
         self.create_subscription(LearnerStatus, 'ssl/learner_status', self.status.append, 10)
         self.create_subscription(Twist, 'cmd_vel', self.commands.append, 10)
         self.create_subscription(Clock, '/clock', self.clock.append, 10)
+        self.diagnostics: dict[str, dict[str, str]] = {}
+        self.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics, 10)
+
+    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            self.diagnostics[status.name] = {kv.key: kv.value for kv in status.values}
 
 
 class FakeThymioDriver(Node):
@@ -208,8 +217,9 @@ def test_learner_in_a_second_process_learns_from_the_labeler_in_the_first(tmp_pa
                 wait_for_subscribers([driver.laser, driver.odom, driver.camera], timeout=60.0)
                 assert wait_for(lambda: listener.status, timeout=60.0), 'no learner status'
                 driver.play(30.0)
-                wait_for(lambda: listener.status[-1].updates >= 20, timeout=20.0)
-                time.sleep(1.5)  # one more status after the last labeled frame
+                wait_for(lambda: listener.status[-1].updates >= 20
+                         and listener.status[-1].labeled_frames >= len(listener.frames),
+                         timeout=30.0)
             driver.destroy_node()
             listener.destroy_node()
     finally:
@@ -229,3 +239,41 @@ def test_learner_in_a_second_process_learns_from_the_labeler_in_the_first(tmp_pa
     assert losses[-1] < losses[0]  # it learns: the training loss comes down
     assert_predictions_are_for_camera_frames(listener.predictions, driver.camera_stamps)
     assert (tmp_path / 'ws.pt').is_file()
+
+
+def test_up_replay_learns_from_a_bag_that_replay_plays_with_its_clock(tmp_path):
+    bag = tmp_path / 'run'
+    record(bag, 20 / 60, 'boxes', 2, 'mcap', namespace='thymio10', camera_size=(160, 120),
+           progress=False)
+    with AnyReader([bag]) as reader:
+        camera = [c for c in reader.connections if c.topic == '/thymio10/camera/image_raw']
+        camera_stamps = {stamp_ns(reader.deserialize(data, c.msgtype).header)
+                         for c, _, data in reader.messages(camera)}
+    nodes = start('up', 'replay', '--namespace', 'thymio10',
+                  '--checkpoint', str(tmp_path / 'replay.pt'))
+    player = None
+    try:
+        with ros_context() as context:
+            listener = Listener(context, 'thymio10')
+            with spinning(context, listener):
+                player = start('replay', str(bag), '--clock', '--no-progress',
+                               '--wait-for', '/thymio10/odom', '/thymio10/camera/image_raw')
+                player.communicate(timeout=120)
+                wait_for(lambda: listener.status
+                         and listener.status[-1].labeled_frames >= len(listener.frames) > 0,
+                         timeout=15.0)
+            listener.destroy_node()
+    finally:
+        output = stop(nodes)
+        if player is not None and player.poll() is None:
+            stop(player)
+    assert player.returncode == 0
+    assert nodes.returncode == 0, output
+    assert 'labeler, learner in namespace /thymio10' in output
+    assert len(listener.frames) >= 50
+    assert all(stamp_ns(f.header) in camera_stamps for f in listener.frames)
+    assert_predictions_are_for_camera_frames(listener.predictions, camera_stamps)
+    # the nodes ran on the bag's time: their status is stamped inside the recording
+    assert min(camera_stamps) <= stamp_ns(listener.status[-1].header) <= max(camera_stamps) \
+        + 2_000_000_000
+    assert listener.status[-1].labeled_frames == len(listener.frames), listener.diagnostics

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import pytest
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from ros_harness import ros_context, spinning, wait_for, wait_for_subscribers
@@ -62,18 +63,20 @@ class Driver(Node):
         return future.result()
 
 
-def learner(context, tmp_path, resume: bool = True) -> LearnerNode:
+def learner(context, tmp_path, resume: bool = True, trainer: str = 'process') -> LearnerNode:
     return LearnerNode(context=context, parameter_overrides=[
+        Parameter('trainer', value=trainer),
         Parameter('min_buffer', value=16), Parameter('batch_size', value=16),
         Parameter('max_updates_per_second', value=0.0), Parameter('status_period', value=0.2),
         Parameter('checkpoint_path', value=str(tmp_path / 'learner.pt')),
         Parameter('checkpoint_period', value=0.0), Parameter('resume', value=resume)])
 
 
-def test_learner_predicts_every_frame_and_its_services_work(tmp_path):
+@pytest.mark.parametrize('trainer', ['process', 'thread'])
+def test_learner_predicts_every_frame_and_its_services_work(tmp_path, trainer):
     rng = np.random.default_rng(0)
     with ros_context() as context:
-        node = learner(context, tmp_path)
+        node = learner(context, tmp_path, trainer=trainer)
         driver = Driver(context)
         with spinning(context, node, driver):
             wait_for_subscribers([driver.labeled, driver.camera])
@@ -111,11 +114,14 @@ def test_learner_predicts_every_frame_and_its_services_work(tmp_path):
             after = node.learner.predict(synthetic_frame(rng, 0).payload)
             assert not np.allclose(before, after)
         node.close()
+        assert not node.learner.running
+        if trainer == 'process':  # no training process left behind
+            assert node.learner._process.poll() is not None
         updates_at_close = node.learner.updates
         node.destroy_node()
         driver.destroy_node()
 
-        resumed = learner(context, tmp_path)
+        resumed = learner(context, tmp_path, trainer=trainer)
         assert resumed.learner.updates == updates_at_close  # restarted from the checkpoint
         resumed.close()
         resumed.destroy_node()

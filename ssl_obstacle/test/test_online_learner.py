@@ -1,10 +1,13 @@
 """
-The online learner's logic (core/online.py): prequential order, learning, threads, state.
+The online learners' logic (core/online.py, online_process.py): order, learning, state.
+
+Prequential order, learning, threads, the training process, checkpoints and resets.
 
 A small network (32×40 input, 3 sensors, 4 distances) keeps these fast; it is the real
 ObstacleNet and the real training path, only sized down.
 """
 
+import gc
 import threading
 import time
 
@@ -13,6 +16,7 @@ import pytest
 from ssl_obstacle.core.metrics import auc_by_distance, roc_auc
 from ssl_obstacle.core.model import ModelConfig, ObstacleNet, predict_probabilities
 from ssl_obstacle.core.online import LearnerSettings, OnlineLearner
+from ssl_obstacle.core.online_process import ProcessOnlineLearner
 import torch
 
 CONFIG = ModelConfig(num_sensors=3, num_distances=4, image_height=32, image_width=40)
@@ -345,3 +349,123 @@ def test_predict_sets_the_calling_threads_torch_threads_only():
     thread.join()
     assert seen == [1]
     assert torch.get_num_threads() == 2  # torch's OpenMP thread count is per thread
+
+
+class RecordingProcessLearner(ProcessOnlineLearner):
+    """Keep an independent copy of the weights of every snapshot the parent publishes."""
+
+    def _set_snapshot(self, model, updates) -> None:
+        if not hasattr(self, 'published'):
+            self.published = {}
+        state = {key: value.detach().clone() for key, value in model.state_dict().items()}
+        super()._set_snapshot(model, updates)
+        self.published[self._snapshot.version] = state
+
+
+def test_process_learner_keeps_the_learner_contract(tmp_path):
+    learner = RecordingProcessLearner(CONFIG, settings(augment=False))
+    try:
+        pid = learner.pid
+        reference = OnlineLearner(CONFIG, settings(augment=False))
+        image, labels = (array[0] for array in synthetic(np.random.default_rng(99), 1))
+        # Both start from the same seeded weights.
+        np.testing.assert_array_equal(learner.predict(image), reference.predict(image))
+        fill(learner, 32)
+        assert learner.train_steps(0) == 0
+        assert learner.train_steps(5) == 5 and learner.updates == 5
+        # Prequential: the frame is scored by the model before the add, then stored.
+        expected = learner.predict(image)
+        returned = learner.add_labeled(image, labels, 12345)
+        np.testing.assert_array_equal(returned, expected)
+        probs, scored = learner.prequential_window()
+        np.testing.assert_array_equal(probs[-1], expected)
+        np.testing.assert_array_equal(scored[-1], labels)
+        assert learner.train_steps(20) == 20
+        assert not np.allclose(learner.predict(image), returned)
+        status = learner.status()
+        assert status.updates == 25 and status.labeled_frames == 33
+        assert status.replay_size == 33 and np.isfinite(status.recent_loss)
+        assert len(learner.buffer) == 33 and learner.buffer.counters()['added'] == 33
+        # Concurrent prediction during background training: every prediction equals a
+        # recomputation with the weights of the snapshot version it reports.
+        records = []
+        stop = threading.Event()
+        images = synthetic(np.random.default_rng(6), 50)[0]
+
+        def predictor() -> None:
+            i = 0
+            while not stop.is_set():
+                records.append((i % 50, *learner.predict_with_version(images[i % 50])))
+                i += 1
+
+        learner.start()
+        thread = threading.Thread(target=predictor)
+        thread.start()
+        time.sleep(2.0)
+        learner.pause()
+        time.sleep(0.5)
+        frozen = learner.updates
+        time.sleep(0.5)
+        assert learner.updates == frozen and learner.status().paused
+        learner.resume()
+        assert wait(lambda: learner.updates > frozen)
+        stop.set()
+        thread.join()
+        assert learner.stop() and not learner.running
+        assert learner.error is None
+        versions = {version for _, _, version in records}
+        assert len(versions) > 1, 'predictions should have seen several snapshots'
+        model = ObstacleNet(CONFIG)
+        for index, probabilities, version in records[::max(1, len(records) // 100)]:
+            model.load_state_dict(learner.published[version])
+            again = predict_probabilities(model, images[index][None])[0]
+            np.testing.assert_allclose(probabilities, again, rtol=0, atol=1e-5)
+        # Checkpoints are the same files as the in-process learner's, both ways.
+        path = tmp_path / 'learner.pt'
+        learner.save(path)
+        expected = learner.predict(images)
+        loaded = OnlineLearner(CONFIG, settings(seed=3))
+        loaded.load(path)
+        np.testing.assert_array_equal(loaded.predict(images), expected)
+        assert (loaded.updates, loaded.labeled_frames) == (learner.updates, 33)
+        learner.reset_model()
+        assert learner.status().resets == 1 and learner.status().window_frames == 0
+        assert not np.allclose(learner.predict(images), expected)
+        learner.load(path)
+        np.testing.assert_array_equal(learner.predict(images), expected)
+        copy = OnlineLearner(CONFIG, settings(seed=5))
+        copy.load_state_dict(learner.state_dict())
+        np.testing.assert_array_equal(copy.predict(images), expected)
+        with pytest.raises(ValueError):
+            learner.load_state_dict({**learner.state_dict(), 'config': ModelConfig()})
+    finally:
+        learner.close()
+    assert not process_alive(pid), 'close() must end the training process'
+
+
+def test_a_garbage_collected_process_learner_ends_its_trainer():
+    learner = ProcessOnlineLearner(CONFIG, settings())
+    pid = learner.pid
+    fill(learner, 8)
+    assert learner.train_steps(1) == 1
+    del learner
+    gc.collect()
+    assert wait(lambda: not process_alive(pid))
+
+
+def wait(condition, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()
+
+
+def process_alive(pid: int) -> bool:
+    """Return whether a process exists and is not a zombie."""
+    try:
+        with open(f'/proc/{pid}/stat', encoding='ascii') as stat:
+            return stat.read().rsplit(')', 1)[1].split()[0] != 'Z'
+    except OSError:
+        return False

@@ -84,6 +84,11 @@ class LearnerSettings:
     #: run about twice as fast on the CPU in it (measured: 73 → 39 ms per batch of 64).
     #: Published snapshots are converted back, as one-frame prediction is faster in NCHW.
     channels_last: bool = True
+    #: Niceness the training *process* adds to itself (:class:`ProcessOnlineLearner`): the
+    #: OS then runs prediction first whenever both want a core, and training gets what is
+    #: left. 0 keeps the parent's priority: on a machine other jobs saturate, a reniced
+    #: trainer starves (the demo measured 0 updates and a backlog of unstored frames at +10).
+    train_nice: int = 0
 
 
 @dataclass
@@ -125,6 +130,24 @@ class ModelSnapshot:
     model: ObstacleNet
 
 
+def fresh_model(config: ModelConfig, settings: LearnerSettings, resets: int,
+                device: torch.device) -> tuple[ObstacleNet, torch.optim.Optimizer]:
+    """
+    Return newly initialised weights and a new Adam optimiser.
+
+    The initialisation is seeded from ``seed`` and the reset count inside a forked RNG,
+    so runs are reproducible, the process's global torch RNG is left alone, and a training
+    process and its parent build the very same first weights.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(settings.seed * 1000 + resets)
+        model = ObstacleNet(config).to(device)
+    if settings.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
+    return model, optimizer
+
+
 def _config_dict(config: ModelConfig | Mapping[str, Any]) -> dict[str, Any]:
     """Return a ModelConfig (or its dict form from a checkpoint) as a comparable dict."""
     values = dict(config) if isinstance(config, Mapping) else asdict(config)
@@ -133,30 +156,25 @@ def _config_dict(config: ModelConfig | Mapping[str, Any]) -> dict[str, Any]:
     return values
 
 
-class OnlineLearner:
+class PrequentialLearner:
     """
-    Learn obstacle perception from a stream of labeled frames while predicting on others.
+    What every online learner shares: published snapshots, prediction, the scored window.
 
-    Thread safety: ``add_labeled`` and ``predict`` may be called from any threads, together
-    with the training thread; ``train_steps``, ``reset_model``, ``state_dict``,
-    ``load_state_dict``, ``save`` and ``load`` serialise with training on one lock.
+    Subclasses own the training (:class:`OnlineLearner` in a thread of this process,
+    :class:`~.online_process.ProcessOnlineLearner` in a process of its own); they keep a
+    scored frame for training in :meth:`_store` and publish weights with
+    :meth:`_set_snapshot`.
     """
 
     def __init__(self, config: ModelConfig | None = None,
                  settings: LearnerSettings | None = None) -> None:
-        """Build a fresh model, its optimiser, an empty replay buffer and a first snapshot."""
+        """Check the settings and set up the window; the subclass publishes a snapshot."""
         self.config = config if config is not None else ModelConfig()
         self.settings = settings if settings is not None else LearnerSettings()
         if self.settings.batch_size < 1 or self.settings.auc_window < 1:
             raise ValueError('batch_size and auc_window must be at least 1')
         self.device = self._resolve_device(self.settings.device)
         shape = (self.config.num_sensors, self.config.num_distances)
-        self.buffer = ReplayBuffer(
-            self.settings.buffer_size, (self.config.image_height, self.config.image_width, 3),
-            *shape, seed=self.settings.seed)
-        self._rng = np.random.default_rng(self.settings.seed)
-        # Serialises everything that touches the training model and optimiser.
-        self._train_lock = threading.RLock()
         # Guards the prequential window and the labeled-frame counter.
         self._window_lock = threading.Lock()
         self._window_probs = np.full((self.settings.auc_window, *shape), np.nan, np.float32)
@@ -169,15 +187,7 @@ class OnlineLearner:
         self._version = 0
         self._losses: deque[float] = deque(maxlen=RECENT_LOSS_STEPS)
         self._paused = threading.Event()
-        self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._error: BaseException | None = None
         self._snapshot: ModelSnapshot
-        self._model, self._optimizer = self._fresh_model()
-        self._publish()
-
-    # -- construction helpers -------------------------------------------------------------
 
     @staticmethod
     def _resolve_device(device: str) -> torch.device:
@@ -187,37 +197,19 @@ class OnlineLearner:
             return torch.device('cpu')
         return torch.device(device)
 
-    def _fresh_model(self) -> tuple[ObstacleNet, torch.optim.Optimizer]:
+    def _set_snapshot(self, model: ObstacleNet, updates: int) -> None:
         """
-        Return newly initialised weights and a new Adam optimiser.
+        Publish ``model`` (a private copy nobody else writes) as the prediction weights.
 
-        The initialisation is seeded from ``seed`` and the reset count inside a forked RNG,
-        so runs are reproducible and the process's global torch RNG is left alone.
-        """
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.settings.seed * 1000 + self.resets)
-            model = ObstacleNet(self.config).to(self.device)
-        if self.settings.channels_last:
-            model = model.to(memory_format=torch.channels_last)
-        optimizer = torch.optim.Adam(model.parameters(), lr=self.settings.learning_rate)
-        return model, optimizer
-
-    def _publish(self) -> None:
-        """
-        Publish a frozen copy of the training model for prediction (caller holds the lock).
-
-        The copy is complete before the reference is rebound, and rebinding an attribute is
+        The model is frozen first and the reference rebound last; rebinding an attribute is
         atomic, so a predictor sees either the old or the new weights, never a mix.
         """
-        model = copy.deepcopy(self._model)
-        if self.settings.channels_last:
-            model = model.to(memory_format=torch.contiguous_format)
         model.eval()
         for parameter in model.parameters():
             parameter.requires_grad_(False)
             parameter.grad = None
         self._version += 1
-        self._snapshot = ModelSnapshot(self._version, self.updates, model)
+        self._snapshot = ModelSnapshot(self._version, int(updates), model)
 
     # -- prediction and prequential evaluation ---------------------------------------------
 
@@ -225,8 +217,8 @@ class OnlineLearner:
         """Return the currently published weights (immutable; safe to keep and reuse)."""
         return self._snapshot
 
-    def predict_with_version(self, images: np.ndarray) -> tuple[np.ndarray, int]:
-        """Return :meth:`predict`'s probabilities and the snapshot version that made them."""
+    def predict_with_snapshot(self, images: np.ndarray) -> tuple[np.ndarray, ModelSnapshot]:
+        """Return :meth:`predict`'s probabilities and the snapshot that made them."""
         threads = self.settings.predict_threads
         if threads > 0 and torch.get_num_threads() != threads:
             torch.set_num_threads(threads)
@@ -239,6 +231,11 @@ class OnlineLearner:
         probabilities = predict_probabilities(snapshot.model, images, device=self.device)
         if images.ndim == 3:
             probabilities = probabilities[0]
+        return probabilities, snapshot
+
+    def predict_with_version(self, images: np.ndarray) -> tuple[np.ndarray, int]:
+        """Return :meth:`predict`'s probabilities and the snapshot version that made them."""
+        probabilities, snapshot = self.predict_with_snapshot(images)
         return probabilities, snapshot.version
 
     def predict(self, images: np.ndarray) -> np.ndarray:
@@ -248,7 +245,7 @@ class OnlineLearner:
         Uses the latest published snapshot without locking, so it never waits for a
         training step and never sees a half-updated parameter set.
         """
-        return self.predict_with_version(images)[0]
+        return self.predict_with_snapshot(images)[0]
 
     def add_labeled(self, image: np.ndarray, labels: np.ndarray, stamp: int) -> np.ndarray:
         """
@@ -273,9 +270,12 @@ class OnlineLearner:
             self._window_count = min(self._window_count + 1, self.settings.auc_window)
             self.labeled_frames += 1
         if not np.isnan(labels).all():
-            self.buffer.add(image, labels, stamp)
-            self._wake.set()
+            self._store(np.asarray(image), labels, int(stamp))
         return prediction
+
+    def _store(self, image: np.ndarray, labels: np.ndarray, stamp: int) -> None:
+        """Keep a scored frame for training (in the subclass's replay buffer)."""
+        raise NotImplementedError
 
     def _clear_window(self) -> None:
         """Forget the scored frames: they describe a model that is no longer current."""
@@ -290,6 +290,81 @@ class OnlineLearner:
         with self._window_lock:
             count = self._window_count
             return self._window_probs[:count].copy(), self._window_labels[:count].copy()
+
+    def _status(self, buffer_counters: Mapping[str, int], running: bool,
+                error: str | None) -> LearnerStatusData:
+        """Return the status from the window, the losses and the trainer's counters."""
+        probs, labels = self.prequential_window()
+        distances = self.config.num_distances
+        if len(probs):
+            by_distance = np.asarray(auc_by_distance(probs, labels), dtype=np.float64)
+            known = ~np.isnan(labels)
+            overall = float(roc_auc(probs[known], labels[known]))
+        else:
+            by_distance = np.full(distances, np.nan)
+            overall = math.nan
+        losses = list(self._losses)
+        return LearnerStatusData(
+            updates=self.updates, labeled_frames=self.labeled_frames,
+            replay_size=int(buffer_counters.get('held', 0)),
+            recent_loss=float(np.mean(losses)) if losses else math.nan,
+            auc_by_distance=by_distance, auc=overall, paused=self.paused,
+            replay_positive_frames=int(buffer_counters.get('positive_frames', 0)),
+            replay_evicted=int(buffer_counters.get('evicted', 0)), window_frames=len(probs),
+            model_version=self._snapshot.version, resets=self.resets,
+            running=running, error=error)
+
+    @property
+    def paused(self) -> bool:
+        """Return whether training is paused."""
+        return self._paused.is_set()
+
+    def _counters(self) -> dict[str, int]:
+        """Return the counters a checkpoint carries."""
+        return {'updates': self.updates, 'labeled_frames': self.labeled_frames,
+                'resets': self.resets}
+
+
+class OnlineLearner(PrequentialLearner):
+    """
+    Learn obstacle perception from a stream of labeled frames while predicting on others.
+
+    Training runs in a thread of this process (:meth:`start`) or in the caller's
+    (:meth:`train_steps`). Thread safety: ``add_labeled`` and ``predict`` may be called
+    from any threads, together with the training thread; ``train_steps``, ``reset_model``,
+    ``state_dict``, ``load_state_dict``, ``save`` and ``load`` serialise with training on
+    one lock.
+    """
+
+    def __init__(self, config: ModelConfig | None = None,
+                 settings: LearnerSettings | None = None) -> None:
+        """Build a fresh model, its optimiser, an empty replay buffer and a first snapshot."""
+        super().__init__(config, settings)
+        self.buffer = ReplayBuffer(
+            self.settings.buffer_size, (self.config.image_height, self.config.image_width, 3),
+            self.config.num_sensors, self.config.num_distances, seed=self.settings.seed)
+        self._rng = np.random.default_rng(self.settings.seed)
+        # Serialises everything that touches the training model and optimiser.
+        self._train_lock = threading.RLock()
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self._model, self._optimizer = fresh_model(self.config, self.settings, self.resets,
+                                                   self.device)
+        self._publish()
+
+    def _publish(self) -> None:
+        """Publish a frozen copy of the training model for prediction (caller holds the lock)."""
+        model = copy.deepcopy(self._model)
+        if self.settings.channels_last:
+            model = model.to(memory_format=torch.contiguous_format)
+        self._set_snapshot(model, self.updates)
+
+    def _store(self, image: np.ndarray, labels: np.ndarray, stamp: int) -> None:
+        """Add a scored frame to the replay buffer and wake the trainer."""
+        self.buffer.add(image, labels, stamp)
+        self._wake.set()
 
     # -- training ----------------------------------------------------------------------------
 
@@ -406,11 +481,6 @@ class OnlineLearner:
         self._paused.clear()
         self._wake.set()
 
-    @property
-    def paused(self) -> bool:
-        """Return whether training is paused."""
-        return self._paused.is_set()
-
     def reset_model(self) -> None:
         """
         Start again from fresh weights and a new optimiser.
@@ -422,7 +492,8 @@ class OnlineLearner:
         """
         with self._train_lock:
             self.resets += 1
-            self._model, self._optimizer = self._fresh_model()
+            self._model, self._optimizer = fresh_model(self.config, self.settings,
+                                                       self.resets, self.device)
             self._losses.clear()
             self._publish()
         self._clear_window()
@@ -431,34 +502,15 @@ class OnlineLearner:
 
     def status(self) -> LearnerStatusData:
         """Return counters, the recent loss and the prequential AUCs (a few ms to compute)."""
-        probs, labels = self.prequential_window()
-        distances = self.config.num_distances
-        if len(probs):
-            by_distance = np.asarray(auc_by_distance(probs, labels), dtype=np.float64)
-            known = ~np.isnan(labels)
-            overall = float(roc_auc(probs[known], labels[known]))
-        else:
-            by_distance = np.full(distances, np.nan)
-            overall = math.nan
-        losses = list(self._losses)
-        counters = self.buffer.counters()
         error = self._error
-        return LearnerStatusData(
-            updates=self.updates, labeled_frames=self.labeled_frames,
-            replay_size=counters['held'],
-            recent_loss=float(np.mean(losses)) if losses else math.nan,
-            auc_by_distance=by_distance, auc=overall, paused=self.paused,
-            replay_positive_frames=counters['positive_frames'],
-            replay_evicted=counters['evicted'], window_frames=len(probs),
-            model_version=self._snapshot.version, resets=self.resets,
-            running=self.running, error=None if error is None else repr(error))
+        return self._status(self.buffer.counters(), self.running,
+                            None if error is None else repr(error))
+
+    def close(self) -> None:
+        """Stop the training thread (nothing else to release; for symmetry with a process)."""
+        self.stop()
 
     # -- checkpoints ---------------------------------------------------------------------------
-
-    def _counters(self) -> dict[str, int]:
-        """Return the counters a checkpoint carries."""
-        return {'updates': self.updates, 'labeled_frames': self.labeled_frames,
-                'resets': self.resets}
 
     def state_dict(self) -> dict[str, Any]:
         """

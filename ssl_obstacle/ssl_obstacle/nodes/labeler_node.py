@@ -21,7 +21,7 @@ from sensor_msgs.msg import CompressedImage, Image, LaserScan, Range
 from ssl_obstacle_msgs.msg import LabeledFrame
 
 from .rate_limited_log import RateLimitedLog
-from .runtime import declare_parameters, run_nodes
+from .runtime import declare_parameters, run_nodes, wall_timer
 from ..core.labeler import Outcome
 from ..core.params import LabelParams
 from ..io.conversions import BadInput
@@ -88,7 +88,7 @@ class LabelerNode(Node):
         self._subscribe(node_settings['camera_transport'], node_settings['sensor_qos_depth'])
         self._worker = threading.Thread(target=self._work, name='labeler-worker', daemon=True)
         self._worker.start()
-        self.create_timer(node_settings['status_period'], self._publish_status)
+        wall_timer(self, node_settings['status_period'], self._publish_status)
         self.get_logger().info(
             f'labeling {len(params.sensor_names)} sensors x {len(params.distances)} distances '
             f'from {settings.proximity_source} proximity, {node_settings["camera_transport"]} '

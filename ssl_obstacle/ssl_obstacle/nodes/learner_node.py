@@ -1,20 +1,25 @@
 """
 The online learner node: labeled frames in, a prediction for every new camera frame out.
 
-Training runs in the learner's background thread; prediction runs in a thread of its own
-fed by a one-slot mailbox, so only the newest camera frame is predicted and the frames it
-replaced are counted as stale. Subscription callbacks only convert and hand over. The
-weights prediction reads are an immutable snapshot swapped by reference after each update,
-never half-updated (see :mod:`ssl_obstacle.core.online`).
+Training runs in a child process by default (``trainer: process``, optionally lowered by
+``train_nice``), so it shares no interpreter lock with prediction and the OS serves
+prediction first (see :mod:`ssl_obstacle.core.online_process`); ``trainer: thread`` keeps it
+in a thread of this process. Prediction runs in a thread of its own fed by a one-slot
+mailbox, so only the newest camera frame is predicted and the frames it replaced are counted
+as stale. Subscription callbacks only convert and hand over. The weights prediction reads
+are an immutable snapshot swapped by reference after each update, never half-updated (see
+:mod:`ssl_obstacle.core.online`).
 """
 
 from __future__ import annotations
 
 import math
 import os
+import queue
 import threading
 from typing import Any
 
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
@@ -26,13 +31,16 @@ from visualization_msgs.msg import MarkerArray
 
 from .labeler_node import LABELED_FRAMES_QOS
 from .rate_limited_log import RateLimitedLog
-from .runtime import declare_parameters, run_nodes
+from .runtime import declare_parameters, run_nodes, wall_timer
 from ..core.model import ModelConfig
-from ..core.online import LearnerSettings, OnlineLearner
+from ..core.online import LearnerSettings, OnlineLearner, PrequentialLearner
+from ..core.online_process import ProcessOnlineLearner
 from ..core.params import LabelParams
 from ..io.conversions import BadInput, compressed_to_rgb, image_to_rgb, resize_rgb, stamp_to_ns
 from ..io.learner_messages import markers_msg, overlay_image, prediction_msg, status_msg
 from ..io.messages import labeled_frame_arrays, rgb_to_image_msg
+
+_STOP = object()
 
 PARAMETERS: dict[str, tuple[Any, str]] = {
     'sensor_names': (list(LabelParams().sensor_names), 'grid rows; must match the labeler'),
@@ -53,6 +61,14 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     'publish_markers': (True, 'publish ssl/prediction_markers'),
     'status_period': (1.0, 'seconds between ssl/learner_status messages'),
     'seed': (0, 'seed of sampling and augmentation'),
+    'trainer': ('process', "'process': train in a child process, lowered by train_nice, so "
+                           "prediction shares no interpreter lock with training; 'thread': "
+                           'train in a thread of this process'),
+    'train_nice': (0, 'niceness the training process adds to itself (0 = same priority; '
+                      'higher favours prediction but starves training on a saturated CPU)'),
+    'train_threads': (1, 'torch intra-op threads of training'),
+    'labeled_queue_size': (2000, 'labeled frames waiting to be scored and stored (about 16 kB '
+                                 'each); beyond it the newest are dropped and counted'),
 }
 
 
@@ -73,16 +89,25 @@ class LearnerNode(Node):
             learning_rate=float(values['learning_rate']), batch_size=int(values['batch_size']),
             max_updates_per_second=float(values['max_updates_per_second']),
             buffer_size=int(values['buffer_size']), min_buffer=int(values['min_buffer']),
-            device=str(values['device']), seed=int(values['seed']))
-        self.learner = OnlineLearner(self.config, self.learner_settings)
+            device=str(values['device']), seed=int(values['seed']),
+            train_nice=int(values['train_nice']), train_threads=int(values['train_threads']))
+        trainer = str(values['trainer'])
+        if trainer not in ('process', 'thread'):
+            raise ValueError(f"trainer must be 'process' or 'thread', got {trainer!r}")
+        learner_class = ProcessOnlineLearner if trainer == 'process' else OnlineLearner
+        self.learner: PrequentialLearner = learner_class(self.config, self.learner_settings)
         self._log_bad = RateLimitedLog(self.get_logger().warning, period=5.0)
         self.counters = {'camera_frames': 0, 'predicted': 0, 'stale_dropped': 0,
-                         'bad_inputs': 0, 'checkpoints': 0}
-        self._checkpoint = str(values['checkpoint_path'])
+                         'labeled_in': 0, 'labeled_dropped': 0, 'bad_inputs': 0,
+                         'checkpoints': 0, 'checkpoint_errors': 0}
+        self._checkpoint = os.path.expanduser(str(values['checkpoint_path']))
+        if self._checkpoint:  # e.g. ~/.ros/ssl_obstacle/ on a robot's first run
+            os.makedirs(os.path.dirname(os.path.abspath(self._checkpoint)), exist_ok=True)
         self._resume()
 
         self._predictions = self.create_publisher(ObstaclePrediction, 'ssl/predictions', 10)
         self._status = self.create_publisher(LearnerStatus, 'ssl/learner_status', 10)
+        self._diagnostics = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self._overlay = (self.create_publisher(Image, 'ssl/prediction_image', 2)
                          if values['publish_overlay'] else None)
         self._markers = (self.create_publisher(MarkerArray, 'ssl/prediction_markers', 2)
@@ -102,9 +127,9 @@ class LearnerNode(Node):
         self.create_service(SetBool, 'ssl/pause_learning', self._on_pause, callback_group=services)
         self.create_service(Trigger, 'ssl/save_checkpoint', self._on_save, callback_group=services)
         self.create_service(Trigger, 'ssl/reset_model', self._on_reset, callback_group=services)
-        self.create_timer(float(values['status_period']), self._publish_status)
+        wall_timer(self, float(values['status_period']), self._publish_status)
         if self._checkpoint and float(values['checkpoint_period']) > 0:
-            self.create_timer(float(values['checkpoint_period']), self._save_checkpoint)
+            wall_timer(self, float(values['checkpoint_period']), self._save_checkpoint)
 
         self._mailbox: Any = None
         self._mailbox_ready = threading.Condition()
@@ -112,6 +137,13 @@ class LearnerNode(Node):
         self._predictor = threading.Thread(target=self._predict_loop, name='predictor',
                                            daemon=True)
         self._predictor.start()
+        # Scoring and storing a labeled frame takes milliseconds (a prediction, and in process
+        # mode a send to the trainer); done in the callback, a burst of frames (the labeler
+        # finalises many at once) overflowed the reliable reader's keep-last history and lost
+        # frames without a trace. The callback only enqueues; this worker does the rest.
+        self._labeled: queue.Queue = queue.Queue(maxsize=int(values['labeled_queue_size']))
+        self._scorer = threading.Thread(target=self._score_loop, name='scorer', daemon=True)
+        self._scorer.start()
         self.learner.start()
         self.get_logger().info(
             f'learning {self.config.num_sensors}x{self.config.num_distances} cells from '
@@ -137,6 +169,7 @@ class LearnerNode(Node):
         try:
             self.learner.save(self._checkpoint)
         except Exception as error:  # noqa: BLE001 - report; learning goes on
+            self.counters['checkpoint_errors'] += 1
             self.get_logger().error(f'checkpoint to {self._checkpoint} failed: {error}')
             return False
         self.counters['checkpoints'] += 1
@@ -144,6 +177,22 @@ class LearnerNode(Node):
 
     # ------------------------------------------------------------------ inputs
     def _on_labeled(self, msg: LabeledFrame) -> None:
+        self.counters['labeled_in'] += 1
+        try:
+            self._labeled.put_nowait(msg)
+        except queue.Full:
+            self.counters['labeled_dropped'] += 1
+            self._log_bad('labeled_queue', 'dropped a labeled frame: the learner is '
+                                           f'{self._labeled.maxsize} frames behind')
+
+    def _score_loop(self) -> None:
+        while True:
+            msg = self._labeled.get()
+            if msg is _STOP:
+                return
+            self._add_labeled(msg)
+
+    def _add_labeled(self, msg: LabeledFrame) -> None:
         try:
             frame = labeled_frame_arrays(msg)
             if frame['labels'].shape != (self.config.num_sensors, self.config.num_distances):
@@ -186,10 +235,10 @@ class LearnerNode(Node):
         rgb = compressed_to_rgb(msg) if isinstance(msg, CompressedImage) else \
             image_to_rgb(msg, copy=False)
         small = resize_rgb(rgb, self.config.image_width, self.config.image_height)
-        probabilities = self.learner.predict(small)
+        probabilities, snapshot = self.learner.predict_with_snapshot(small)
         stamp_to_ns(msg.header.stamp)  # validates the stamp fields
         self._predictions.publish(prediction_msg(msg.header, self.sensor_names, self.distances,
-                                                 probabilities, self.learner.updates))
+                                                 probabilities, snapshot.updates))
         self.counters['predicted'] += 1
         if self._overlay is not None and self._overlay.get_subscription_count() > 0:
             self._overlay.publish(rgb_to_image_msg(overlay_image(rgb, probabilities), msg.header))
@@ -233,13 +282,35 @@ class LearnerNode(Node):
         self._status.publish(status_msg(header, status, self.distances))
         if status.error:
             self._log_bad('trainer', f'training stopped: {status.error}')
+        self._diagnostics.publish(self._diagnostic_array(header, status))
+
+    def _diagnostic_array(self, header: Header, status: Any) -> DiagnosticArray:
+        """Report every counter, and WARN when frames were dropped, bad or training stopped."""
+        values = {**self.counters, 'updates': status.updates,
+                  'labeled_frames': status.labeled_frames,
+                  'labeled_waiting': self._labeled.qsize(),
+                  'replay_size': status.replay_size}
+        problems = [f'{values[k]} {k.replace("_", " ")}'
+                    for k in ('labeled_dropped', 'bad_inputs', 'checkpoint_errors') if values[k]]
+        if status.error:
+            problems.insert(0, f'training stopped: {status.error}')
+        diagnostic = DiagnosticStatus(
+            name=f'{self.get_fully_qualified_name()}: learning',
+            hardware_id=self.get_namespace(),
+            level=DiagnosticStatus.WARN if problems else DiagnosticStatus.OK,
+            message='; '.join(problems) or f'{status.updates} updates on '
+                                           f'{status.labeled_frames} labeled frames',
+            values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
+        return DiagnosticArray(header=header, status=[diagnostic])
 
     def close(self) -> None:
-        """Stop training and prediction; write a final checkpoint."""
+        """Stop training and prediction; write a final checkpoint; end the trainer."""
         self._stop.set()
         with self._mailbox_ready:
             self._mailbox_ready.notify_all()
         self._predictor.join(timeout=5.0)
+        self._labeled.put(_STOP)  # after the frames already waiting: none is lost
+        self._scorer.join(timeout=30.0)
         self.learner.stop()
         saved = self._save_checkpoint()
         status = self.learner.status()
@@ -248,6 +319,7 @@ class LearnerNode(Node):
             f'stopping after {status.updates} updates on {status.labeled_frames} labeled '
             f'frames; running AUC {"n/a" if math.isnan(auc) else f"{auc:.3f}"}'
             + (f'; checkpoint {self._checkpoint}' if saved else ''))
+        self.learner.close()
 
 
 def main(args: list[str] | None = None) -> None:

@@ -15,6 +15,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from rcl_interfaces.msg import ParameterDescriptor
 import rclpy
+from rclpy.clock import Clock, ClockType
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
@@ -53,6 +54,17 @@ def declare_parameters(node: Node, spec: Mapping[str, tuple[Any, str]]) -> dict[
     return {name: node.declare_parameter(
         name, default, ParameterDescriptor(description=text, read_only=True)).value
         for name, (default, text) in spec.items()}
+
+
+def wall_timer(node: Node, period: float, callback: Callable[[], Any]) -> Any:
+    """
+    Create a timer on the steady (wall) clock, whatever ``use_sim_time`` says.
+
+    For status, diagnostics and checkpoints: with ``use_sim_time`` a node's own timers stop
+    when ``/clock`` stops (a bag ended, a simulator paused), and the last status would then
+    never report the frames that arrived after the last tick.
+    """
+    return node.create_timer(period, callback, clock=Clock(clock_type=ClockType.STEADY_TIME))
 
 
 def start_executors(nodes: Sequence[Node], context: Context | None = None,

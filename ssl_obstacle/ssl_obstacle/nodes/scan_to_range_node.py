@@ -19,7 +19,7 @@ from rclpy.qos import qos_profile_sensor_data, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import LaserScan, Range
 
 from .rate_limited_log import RateLimitedLog
-from .runtime import declare_parameters, run_nodes
+from .runtime import declare_parameters, run_nodes, wall_timer
 from ..core.thymio import PROXIMITY_FIELD_OF_VIEW, PROXIMITY_MAX_RANGE, SENSOR_NAMES
 from ..io.conversions import BadInput
 from ..io.scan_conversion import range_from_scan, RangeSettings
@@ -71,7 +71,7 @@ class ScanToRangeNode(Node):
             self.create_subscription(LaserScan, f'proximity/{name}/scan',
                                      self._on_scan(name, publisher), scan_qos)
         self._diagnostics = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
-        self.create_timer(float(values['status_period']), self._publish_status)
+        wall_timer(self, float(values['status_period']), self._publish_status)
         self.get_logger().info(
             f'republishing proximity/<name>/scan as sensor_msgs/Range on proximity/<name> for '
             f'{", ".join(self.sensor_names)} (range {self.settings.min_range:g}-'

@@ -1,0 +1,544 @@
+"""
+The online learner with training in a process of its own: prediction shares no GIL with it.
+
+In one process, every Python step of the training thread (sampling, augmentation, the
+optimiser's bookkeeping, the calls between torch kernels) takes the interpreter lock the
+predicting thread needs, and a predictor that asks for it waits up to the switch interval
+(5 ms) each time; on a busy two-core computer the OS may also park the trainer while it
+holds the lock. :class:`ProcessOnlineLearner` keeps the replay buffer, the model and the
+optimiser in a child process (a fresh interpreter started with ``subprocess``, talking over
+a socket pair: no forked locks, and unlike multiprocessing's ``spawn`` it never re-runs the
+caller's main script), lowered by ``train_nice`` so that the OS runs prediction first
+whenever both want a core. This process keeps what must be fast or must come first:
+prediction from an immutable snapshot and the prequential window (a frame is scored here
+before it is sent to the trainer).
+
+After every step the trainer sends the new weights (about 1 MB) through the pipe as one
+message, so a snapshot is whole by construction: there is no shared buffer a reader could
+see half-written. A receiver thread of this process builds each announced snapshot (the
+newest, when several are waiting) and publishes it as a new :class:`~.online.ModelSnapshot`
+by rebinding one reference, as the in-process learner does; the predicting thread never
+copies weights.
+
+Commands (store a frame, pause, save, load, reset, …) go to the child through a pipe and are
+handled between training steps; requests that need an answer (save, load, reset, state,
+train_steps) wait for it. Without a parent the child exits (its end of the pipe closes), and
+it ignores Ctrl-C (the parent stops it in order, after the last checkpoint); :meth:`close`,
+a garbage-collected learner and the interpreter's exit all stop it, so it never outlives
+the node.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from dataclasses import asdict, replace
+import io
+import itertools
+import json
+import logging
+from multiprocessing.connection import Connection
+import os
+from pathlib import Path
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from typing import Any, Mapping
+import weakref
+
+import numpy as np
+import torch
+
+from .checkpoint import load_checkpoint
+from .model import ModelConfig
+from .online import (_config_dict, fresh_model, LearnerSettings, LearnerStatusData,
+                     OnlineLearner, PrequentialLearner)
+
+_LOG = logging.getLogger(__name__)
+
+#: How the child starts: the parent's import path, then the trainer on the inherited socket.
+_BOOT = ('import json, sys; sys.path[:0] = json.loads(sys.argv[2]); '
+         'from ssl_obstacle.core.online_process import trainer_main; '
+         'trainer_main(int(sys.argv[1]))')
+#: Replay counters are pushed at most this often while no training step reports them.
+_COUNTERS_PERIOD = 0.1
+#: Seconds a request may wait for the trainer (a load or save of a large model included).
+REQUEST_TIMEOUT = 120.0
+
+
+class TrainerError(RuntimeError):
+    """The training process failed a request, or is gone."""
+
+
+def _flat_state(model: torch.nn.Module) -> torch.Tensor:
+    """Return the model's state (parameters and buffers, state_dict order) as one vector."""
+    return torch.cat([value.detach().reshape(-1).float().cpu()
+                      for value in model.state_dict().values()])
+
+
+def _serialise(value: Any) -> bytes:
+    """Return ``value`` (tensors and plain types) as bytes ``torch.load`` reads safely."""
+    stream = io.BytesIO()
+    torch.save(value, stream)
+    return stream.getvalue()
+
+
+def _deserialise(data: bytes) -> Any:
+    """Read what :func:`_serialise` wrote, with ``weights_only=True``."""
+    return torch.load(io.BytesIO(data), map_location='cpu', weights_only=True)
+
+
+class _Trainer:
+    """The child's side: an in-process learner driven by the pipe, sending weights back."""
+
+    def __init__(self, conn: Connection, config: ModelConfig,
+                 settings: LearnerSettings) -> None:
+        self.conn = conn
+        self.settings = settings
+        # publish_every: the child publishes through the pipe, not through snapshots.
+        self.learner = OnlineLearner(config, replace(settings, publish_every=2 ** 62))
+        self.active = False
+        self.paused = False
+        self.dirty = False
+        self.last_counters = 0.0
+
+    def publish(self, loss: float | None) -> None:
+        """Send the weights of the step just taken, whole, in one message."""
+        flat = _flat_state(self.learner._model).numpy().tobytes()
+        self.send_counters('published', loss, flat)
+
+    def send_counters(self, kind: str = 'counters', loss: float | None = None,
+                      weights: bytes | None = None) -> None:
+        """Tell the parent the step count, the replay counters, the last loss (weights)."""
+        self.conn.send((kind, self.learner.updates, self.learner.resets, loss,
+                        self.learner.buffer.counters(), weights))
+        self.dirty = False
+        self.last_counters = time.monotonic()
+
+    def handle(self, message: tuple[Any, ...]) -> bool:
+        """Carry out one command; return False on 'stop'."""
+        kind = message[0]
+        if kind == 'add':
+            _, image, labels, stamp = message
+            self.learner.buffer.add(image, labels, stamp)
+            self.dirty = True
+        elif kind == 'active':
+            self.active = bool(message[1])
+        elif kind == 'pause':
+            self.paused = bool(message[1])
+        elif kind == 'stop':
+            return False
+        else:
+            request, args = message[1], message[2:]
+            try:
+                value = getattr(self, f'do_{kind}')(*args)
+                self.conn.send(('reply', request, True, value))
+            except Exception as error:  # noqa: BLE001 - the parent raises it
+                self.conn.send(('reply', request, False, f'{type(error).__name__}: {error}'))
+        return True
+
+    def do_ping(self) -> bool:
+        """Answer: every command sent before this one has been handled."""
+        return True
+
+    def do_train(self, steps: int) -> int:
+        """Take up to ``steps`` steps now (``train_steps``)."""
+        done = 0
+        for _ in range(int(steps)):
+            if not self.learner._can_train():
+                break
+            loss = self.learner._train_once()
+            done += 1
+            self.publish(loss)
+        return done
+
+    def do_reset(self) -> dict[str, int]:
+        """Fresh weights and optimiser; the buffer stays."""
+        self.learner.reset_model()
+        self.publish(None)
+        return self.learner._counters()
+
+    def do_save(self, path: str, labeled_frames: int) -> None:
+        """Write a checkpoint atomically, with the parent's labeled-frame count."""
+        self.learner.labeled_frames = int(labeled_frames)
+        self.learner.save(path)
+
+    def do_load(self, path: str) -> dict[str, int]:
+        """Restore from a checkpoint file and publish its weights."""
+        self.learner.load(path)
+        self.publish(None)
+        return self.learner._counters()
+
+    def do_load_state(self, data: bytes) -> dict[str, int]:
+        """Restore from a serialised state_dict and publish its weights."""
+        self.learner.load_state_dict(_deserialise(data))
+        self.publish(None)
+        return self.learner._counters()
+
+    def do_state(self, labeled_frames: int) -> bytes:
+        """Return the serialised state_dict."""
+        self.learner.labeled_frames = int(labeled_frames)
+        return _serialise(self.learner.state_dict())
+
+    def run(self) -> None:
+        """Handle commands; between them, train at the capped rate while active."""
+        cap = float(self.settings.max_updates_per_second)
+        period = 1.0 / cap if cap > 0 else 0.0
+        next_step = time.monotonic()
+        while True:
+            training = (self.active and not self.paused and self.learner._can_train())
+            wait = 0.05
+            if training:
+                wait = max(0.0, next_step - time.monotonic()) if period else 0.0
+            if self.conn.poll(wait):
+                while True:  # every command that is waiting, before the next step
+                    if not self.handle(self.conn.recv()):
+                        return
+                    if not self.conn.poll(0):
+                        break
+                if self.dirty and time.monotonic() - self.last_counters > _COUNTERS_PERIOD:
+                    self.send_counters()
+                continue
+            if self.dirty:
+                self.send_counters()
+            if not training:
+                next_step = time.monotonic()
+                continue
+            if period:
+                # Never bank more than one period of slack (no bursts after a stall).
+                next_step = max(next_step + period, time.monotonic() - period)
+            self.publish(self.learner._train_once())
+
+
+def trainer_main(fd: int) -> None:
+    """Entry point of the training process: serve the parent on socket ``fd``."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us, after its checkpoint
+    conn = Connection(fd)
+    try:
+        _, config, settings = conn.recv()
+        if settings.train_nice:
+            with contextlib.suppress(OSError):  # some sandboxes forbid it; train anyway
+                os.nice(int(settings.train_nice))
+        torch.set_num_threads(max(1, int(settings.train_threads)))
+        with contextlib.suppress(RuntimeError):  # already set
+            torch.set_num_interop_threads(1)
+        _Trainer(conn, config, settings).run()
+    except (EOFError, OSError, KeyboardInterrupt):
+        pass  # the parent is gone or closed the pipe: nothing left to do
+    except Exception as error:  # noqa: BLE001 - reported to the parent, then exit
+        _LOG.exception('the training process failed')
+        with contextlib.suppress(OSError, ValueError):
+            conn.send(('error', f'{type(error).__name__}: {error}'))
+    finally:
+        conn.close()
+
+
+def _receive(reference: weakref.ReferenceType, conn: Connection) -> None:
+    """Read the trainer's messages until the pipe closes (the receiver thread)."""
+    while True:
+        try:
+            batch = [conn.recv()]
+            while conn.poll(0):  # several snapshots waiting: only the newest is built
+                batch.append(conn.recv())
+        except (EOFError, OSError, TypeError):
+            break
+        learner = reference()
+        if learner is None:
+            break
+        learner._on_messages(batch)
+        del learner, batch
+    learner = reference()
+    if learner is not None:
+        learner._on_trainer_gone()
+
+
+def _shutdown(process: subprocess.Popen, conn: Connection, send_lock: threading.Lock) -> None:
+    """Stop the training process: ask, then terminate, then kill (finaliser and close)."""
+    try:
+        with send_lock:
+            conn.send(('stop',))
+    except (OSError, ValueError):
+        pass
+    for stop in (None, process.terminate, process.kill):
+        if stop is not None:
+            stop()
+        try:
+            process.wait(5.0 if stop is None else 2.0)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    with contextlib.suppress(OSError):
+        conn.close()
+
+
+class ReplayMirror:
+    """What this process knows of the trainer's replay buffer: its last reported counters."""
+
+    def __init__(self, capacity: int) -> None:
+        """Start empty."""
+        self.capacity = int(capacity)
+        self._counters: dict[str, int] = {'added': 0, 'evicted': 0, 'held': 0,
+                                          'positive_frames': 0}
+
+    def __len__(self) -> int:
+        """Return the number of frames held (as last reported)."""
+        return int(self._counters['held'])
+
+    @property
+    def positive_frames(self) -> int:
+        """Return the number of positive-bearing frames held (as last reported)."""
+        return int(self._counters['positive_frames'])
+
+    def counters(self) -> dict[str, int]:
+        """Return a copy of what the trainer last reported, with the replay buffer's keys."""
+        return dict(self._counters)
+
+
+class ProcessOnlineLearner(PrequentialLearner):
+    """
+    :class:`~.online.OnlineLearner`'s interface, with training in a child process.
+
+    Frames are scored here (prequential) and sent to the child, which stores them in its
+    replay buffer and trains; ``updates``, the replay counters and the losses mirror what
+    the child last reported. Call :meth:`close` when done (the node does); a learner that
+    is garbage-collected or a process that exits stops its child too.
+    """
+
+    def __init__(self, config: ModelConfig | None = None,
+                 settings: LearnerSettings | None = None) -> None:
+        """Start the training process; publish the same first weights it starts from."""
+        super().__init__(config, settings)
+        model, _ = fresh_model(self.config, self.settings, 0, torch.device('cpu'))
+        model = model.to(memory_format=torch.contiguous_format)
+        self._template = copy.deepcopy(model).eval()
+        self._shapes = [(key, value.shape, value.numel())
+                        for key, value in self._template.state_dict().items()]
+        #: The trainer's replay buffer as last reported (``len``, ``counters()``).
+        self.buffer = ReplayMirror(self.settings.buffer_size)
+        self._started = False
+        self._gone = threading.Event()
+        self._error: str | None = None
+        self._requests = itertools.count()
+        self._pending: dict[int, list[Any]] = {}
+        self._send_lock = threading.Lock()
+        self._set_snapshot(model, 0)  # the trainer starts from these very weights
+        ours, theirs = socket.socketpair()
+        try:
+            self._process = subprocess.Popen(
+                [sys.executable, '-c', _BOOT, str(theirs.fileno()), json.dumps(sys.path)],
+                pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL)
+        finally:
+            theirs.close()
+        self._conn = Connection(ours.detach())
+        self._finalizer = weakref.finalize(self, _shutdown, self._process, self._conn,
+                                           self._send_lock)
+        self._send('init', self.config, self.settings)
+        self._receiver = threading.Thread(target=_receive,
+                                          args=(weakref.ref(self), self._conn),
+                                          name='ssl-trainer-receiver', daemon=True)
+        self._receiver.start()
+
+    # -- talking to the trainer ----------------------------------------------------------------
+
+    @property
+    def pid(self) -> int:
+        """Return the training process's id."""
+        return self._process.pid
+
+    def _send(self, *message: Any) -> None:
+        """Send a command; fails with :class:`TrainerError` when the trainer is gone."""
+        try:
+            with self._send_lock:
+                self._conn.send(message)
+        except (OSError, ValueError) as error:
+            raise TrainerError(f'the training process is gone: {error}') from error
+
+    def _request(self, kind: str, *args: Any, timeout: float = REQUEST_TIMEOUT) -> Any:
+        """Send a command that answers; wait for the answer; raise the child's error."""
+        request = next(self._requests)
+        slot: list[Any] = [threading.Event(), None, None]
+        self._pending[request] = slot
+        try:
+            if self._gone.is_set():
+                raise TrainerError(f'the training process is gone ({self._error})')
+            self._send(kind, request, *args)
+            deadline = time.monotonic() + timeout
+            while not slot[0].wait(0.1):
+                if self._gone.is_set():
+                    raise TrainerError(f'the training process is gone ({self._error})')
+                if time.monotonic() > deadline:
+                    raise TrainerError(f'the training process did not answer {kind!r} '
+                                       f'within {timeout:g} s')
+        finally:
+            self._pending.pop(request, None)
+        if not slot[1]:
+            raise TrainerError(f'{kind} failed in the training process: {slot[2]}')
+        return slot[2]
+
+    def _on_messages(self, batch: list[tuple[Any, ...]]) -> None:
+        """
+        Handle the trainer's messages in order (receiver thread).
+
+        Of several weight messages in a row only the newest is built; a reply first
+        publishes the weights that came before it, so a reset or load is visible to
+        :meth:`predict` once it returns.
+        """
+        weights = None
+        for message in batch:
+            kind = message[0]
+            if kind in ('published', 'counters'):
+                _, updates, resets, loss, counters, flat = message
+                self.buffer._counters = dict(counters)
+                self.resets = int(resets)
+                if loss is not None:
+                    self._losses.append(float(loss))
+                if flat is not None:
+                    weights = (int(updates), flat)
+                continue
+            if weights is not None:
+                self._build_snapshot(*weights)
+                weights = None
+            if kind == 'reply':
+                _, request, ok, value = message
+                slot = self._pending.get(request)
+                if slot is not None:
+                    slot[1], slot[2] = ok, value
+                    slot[0].set()
+            elif kind == 'error':
+                self._error = str(message[1])
+                _LOG.error('online training stopped by an error: %s', self._error)
+        if weights is not None:
+            self._build_snapshot(*weights)
+
+    def _on_trainer_gone(self) -> None:
+        """Record that the trainer ended (receiver thread, pipe closed)."""
+        if self._error is None and self._finalizer.alive:  # not closed by us
+            self._error = 'the training process ended unexpectedly'
+        self._gone.set()
+        for slot in list(self._pending.values()):
+            slot[0].set()
+
+    def _build_snapshot(self, updates: int, flat: bytes) -> None:
+        """Publish weights received from the trainer as a new snapshot."""
+        values = torch.frombuffer(bytearray(flat), dtype=torch.float32)
+        model = copy.deepcopy(self._template)
+        state = model.state_dict()
+        offset = 0
+        with torch.no_grad():
+            for key, shape, numel in self._shapes:
+                state[key].copy_(values[offset:offset + numel].view(shape))
+                offset += numel
+        self.updates = updates
+        self._set_snapshot(model, updates)
+
+    # -- the learner's interface ---------------------------------------------------------------
+
+    def _store(self, image: np.ndarray, labels: np.ndarray, stamp: int) -> None:
+        """Send a scored frame to the trainer's replay buffer."""
+        self._send('add', np.ascontiguousarray(image, dtype=np.uint8), labels, stamp)
+
+    def train_steps(self, n: int) -> int:
+        """Take up to ``n`` steps now (in the training process); return how many were taken."""
+        return int(self._request('train', int(n)))
+
+    def start(self) -> None:
+        """Let the training process train in the background (it exists from construction)."""
+        self._started = True
+        self._send('active', True)
+
+    def stop(self, timeout: float = 5.0) -> bool:
+        """
+        Stop background training after the current step; the process stays for save/load.
+
+        Returns once the trainer has acknowledged (so no step starts afterwards).
+        """
+        if self._gone.is_set():
+            return True
+        self._started = False
+        try:
+            self._send('active', False)
+            self._request('ping', timeout=timeout)
+        except TrainerError:
+            return self._process.poll() is not None
+        return True
+
+    def close(self, timeout: float = 5.0) -> None:
+        """End the training process (after :meth:`stop` and a last :meth:`save`)."""
+        self._started = False
+        self._finalizer()
+        self._receiver.join(timeout)
+        self._gone.set()
+
+    @property
+    def running(self) -> bool:
+        """Return whether background training is on and the process is alive."""
+        return self._started and not self._gone.is_set() and self._process.poll() is None
+
+    @property
+    def error(self) -> str | None:
+        """Return what ended the training process, if it failed."""
+        return self._error
+
+    def pause(self) -> None:
+        """Stop taking training steps (frames are still scored and stored)."""
+        self._paused.set()
+        self._send('pause', True)
+
+    def resume(self) -> None:
+        """Take training steps again."""
+        self._paused.clear()
+        self._send('pause', False)
+
+    def _apply_counters(self, counters: Mapping[str, int]) -> None:
+        """Take the counters of a reset or load; clear the window (a new model)."""
+        self.updates = int(counters.get('updates', 0))
+        self.resets = int(counters.get('resets', 0))
+        self._losses.clear()
+        self._clear_window()
+
+    def reset_model(self) -> None:
+        """Start again from fresh weights (published before this returns); keep the buffer."""
+        self._apply_counters(self._request('reset'))
+
+    def status(self) -> LearnerStatusData:
+        """Return counters, the recent loss and the prequential AUCs."""
+        return self._status(self.buffer.counters(), self.running, self._error)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Return model, optimiser, counters, settings and config (from the trainer)."""
+        return _deserialise(self._request('state', self.labeled_frames))
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore weights, optimiser and counters (see ``OnlineLearner.load_state_dict``)."""
+        stored = state.get('config')
+        if stored is not None and _config_dict(stored) != _config_dict(self.config):
+            raise ValueError(f'checkpoint config {_config_dict(stored)} does not match '
+                             f'{_config_dict(self.config)}')
+        plain = dict(state)
+        if isinstance(plain.get('config'), ModelConfig):
+            plain['config'] = asdict(plain['config'])
+        counters = self._request('load_state', _serialise(plain))
+        with self._window_lock:
+            self.labeled_frames = int(counters.get('labeled_frames', 0))
+        self._apply_counters(counters)
+
+    def save(self, path: str | Path) -> None:
+        """Write a checkpoint atomically (in the trainer, which holds model and optimiser)."""
+        self._request('save', str(path), self.labeled_frames)
+
+    def load(self, path: str | Path) -> None:
+        """Restore from a checkpoint file (checked here first, then read by the trainer)."""
+        checkpoint = load_checkpoint(path, device='cpu')
+        self.load_state_dict(checkpoint)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path,
+                        settings: LearnerSettings | None = None) -> ProcessOnlineLearner:
+        """Return a learner built with a checkpoint's config and restored from it."""
+        checkpoint = load_checkpoint(path, device='cpu')
+        learner = cls(checkpoint['config'], settings)
+        learner.load_state_dict(checkpoint)
+        return learner
