@@ -16,9 +16,9 @@ from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
+from ssl_obstacle.bringup import plan_from_launch_arguments
 
 SHARE = get_package_share_directory('ssl_obstacle')
-BASE_PARAMS = os.path.join(SHARE, 'config', 'labeler.yaml')
 
 ARGUMENTS = [
     ('namespace', '', 'namespace the bag was recorded in, e.g. thymio10'),
@@ -32,37 +32,13 @@ ARGUMENTS = [
 ]
 
 
-def _is_true(value: str) -> bool:
-    return value.strip().lower() in ('true', '1', 'yes', 'on')
-
-
-def _camera_remaps(topic: str) -> list:
-    topic = topic.rstrip('/')
-    if not topic or topic == 'camera/image_raw':
-        return []
-    return [('camera/image_raw', topic), ('camera/image_raw/compressed', topic + '/compressed')]
-
-
 def _nodes(context):
-    arg = {name: LaunchConfiguration(name).perform(context) for name, _, _ in ARGUMENTS}
-    labeler_overrides, learner_overrides = {'use_sim_time': True}, {'use_sim_time': True}
-    if arg['camera_transport']:
-        labeler_overrides['camera_transport'] = arg['camera_transport']
-        learner_overrides['camera_transport'] = arg['camera_transport']
-    if arg['proximity_source']:
-        labeler_overrides['proximity_source'] = arg['proximity_source']
-    if arg['checkpoint']:
-        learner_overrides['checkpoint_path'] = os.path.expanduser(arg['checkpoint'])
-    files = [BASE_PARAMS, arg['params']]
-    remaps = _camera_remaps(arg['camera_topic'])
-    nodes = [Node(package='ssl_obstacle', executable='labeler', name='labeler',
-                  namespace=arg['namespace'], parameters=[*files, labeler_overrides],
-                  remappings=remaps, output='screen')]
-    if _is_true(arg['learner']):
-        nodes.append(Node(package='ssl_obstacle', executable='learner', name='learner',
-                          namespace=arg['namespace'], parameters=[*files, learner_overrides],
-                          remappings=remaps, output='screen'))
-    return nodes
+    values = {name: LaunchConfiguration(name).perform(context) for name, _, _ in ARGUMENTS}
+    plan = plan_from_launch_arguments('replay', values)
+    return [Node(package='ssl_obstacle', executable=name, name=name, namespace=plan.namespace,
+                 parameters=[*map(str, plan.param_files), plan.overrides[name]],
+                 remappings=plan.remaps, output='screen')
+            for name in plan.nodes]
 
 
 def generate_launch_description():

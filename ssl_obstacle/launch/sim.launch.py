@@ -17,9 +17,9 @@ from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
+from ssl_obstacle.bringup import plan_from_launch_arguments
 
 SHARE = get_package_share_directory('ssl_obstacle')
-BASE_PARAMS = os.path.join(SHARE, 'config', 'labeler.yaml')
 
 ARGUMENTS = [
     ('namespace', '', 'namespace of the simulated robot, e.g. thymio10'),
@@ -35,38 +35,13 @@ ARGUMENTS = [
 ]
 
 
-def _is_true(value: str) -> bool:
-    return value.strip().lower() in ('true', '1', 'yes', 'on')
-
-
 def _nodes(context):
-    arg = {name: LaunchConfiguration(name).perform(context) for name, _, _ in ARGUMENTS}
-    simulator_overrides, explorer_overrides, learner_overrides = {}, {}, {}
-    if arg['world']:
-        simulator_overrides['world'] = arg['world']
-    if arg['seed']:
-        simulator_overrides['seed'] = int(arg['seed'])
-        explorer_overrides['seed'] = int(arg['seed'])
-    if arg['real_time_factor']:
-        simulator_overrides['real_time_factor'] = float(arg['real_time_factor'])
-    if arg['checkpoint']:
-        learner_overrides['checkpoint_path'] = os.path.expanduser(arg['checkpoint'])
-    files = [BASE_PARAMS, arg['params']]
-    sim_time = {'use_sim_time': True}
-    nodes = [Node(package='ssl_obstacle', executable='labeler', name='labeler',
-                  namespace=arg['namespace'], parameters=[*files, sim_time], output='screen')]
-    if _is_true(arg['learner']):
-        nodes.append(Node(package='ssl_obstacle', executable='learner', name='learner',
-                          namespace=arg['namespace'],
-                          parameters=[*files, learner_overrides, sim_time], output='screen'))
-    if _is_true(arg['explorer']):
-        nodes.append(Node(package='ssl_obstacle', executable='explorer', name='explorer',
-                          namespace=arg['namespace'],
-                          parameters=[*files, explorer_overrides, sim_time], output='screen'))
-    nodes.append(Node(package='ssl_obstacle', executable='simulator', name='simulator',
-                      namespace=arg['namespace'], parameters=[*files, simulator_overrides],
-                      output='screen'))
-    return nodes
+    values = {name: LaunchConfiguration(name).perform(context) for name, _, _ in ARGUMENTS}
+    plan = plan_from_launch_arguments('sim', values)
+    return [Node(package='ssl_obstacle', executable=name, name=name, namespace=plan.namespace,
+                 parameters=[*map(str, plan.param_files), plan.overrides[name]],
+                 remappings=plan.remaps, output='screen')
+            for name in plan.nodes]
 
 
 def generate_launch_description():

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import os
 import pathlib
 import sys
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 #: The label rule every setup loads first (``export --params`` reads the same file).
 BASE_CONFIG = 'labeler.yaml'
@@ -176,6 +176,37 @@ def make_plan(args: argparse.Namespace) -> Plan:
     overrides = parameter_overrides(setup, args)
     return Plan(setup, nodes, files, {name: overrides[name] for name in nodes},
                 camera_remaps(args.camera_topic), args.namespace.strip('/'))
+
+
+def _launch_flag(value: str | None) -> bool | None:
+    text = (value or '').strip().lower()
+    return None if not text else text in ('true', '1', 'yes', 'on')
+
+
+def plan_from_launch_arguments(setup: str, values: Mapping[str, str]) -> Plan:
+    """
+    Build the plan from a launch file's argument values (strings; '' = not given).
+
+    The launch files call this, so ``ros2 launch`` and ``ssl-obstacle up`` decide in one
+    place which nodes start with which parameter files, overrides and remaps.
+    """
+    def given(name: str) -> str | None:
+        return values.get(name) or None
+
+    for name, allowed in (('camera_transport', ('raw', 'compressed')),
+                          ('proximity_source', ('range', 'laser'))):
+        if given(name) and values[name] not in allowed:
+            raise ValueError(f'{name} must be one of {", ".join(allowed)}, not {values[name]!r}')
+    args = argparse.Namespace(
+        setup=setup, params=given('params'), namespace=values.get('namespace', ''),
+        learner=_launch_flag(values.get('learner')),
+        explorer=_launch_flag(values.get('explorer')),
+        camera_topic=values.get('camera_topic', ''),
+        camera_transport=given('camera_transport'), proximity_source=given('proximity_source'),
+        checkpoint=given('checkpoint'), world=given('world'),
+        seed=int(values['seed']) if given('seed') else None,
+        real_time_factor=float(values['real_time_factor']) if given('real_time_factor') else None)
+    return make_plan(args)
 
 
 def ros_arguments(plan: Plan, extra: Sequence[str] = ()) -> list[str]:
