@@ -13,11 +13,7 @@ The simulator makes the time (/clock); every other node follows it (use_sim_time
 import os
 
 from ament_index_python.packages import get_package_share_directory
-from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
-from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import Node
-from ssl_obstacle.bringup import plan_from_launch_arguments
+from ssl_obstacle.bringup import launch_description
 
 SHARE = get_package_share_directory('ssl_obstacle')
 
@@ -35,16 +31,5 @@ ARGUMENTS = [
 ]
 
 
-def _nodes(context):
-    values = {name: LaunchConfiguration(name).perform(context) for name, _, _ in ARGUMENTS}
-    plan = plan_from_launch_arguments('sim', values)
-    return [Node(package='ssl_obstacle', executable=name, name=name, namespace=plan.namespace,
-                 parameters=[*map(str, plan.param_files), plan.overrides[name]],
-                 remappings=plan.remaps, output='screen')
-            for name in plan.nodes]
-
-
 def generate_launch_description():
-    return LaunchDescription(
-        [DeclareLaunchArgument(name, default_value=default, description=text)
-         for name, default, text in ARGUMENTS] + [OpaqueFunction(function=_nodes)])
+    return launch_description('sim', ARGUMENTS)

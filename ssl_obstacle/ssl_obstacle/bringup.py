@@ -209,6 +209,33 @@ def plan_from_launch_arguments(setup: str, values: Mapping[str, str]) -> Plan:
     return make_plan(args)
 
 
+def launch_description(setup: str, arguments: Sequence[tuple[str, str, str]]) -> Any:
+    """
+    Build a launch file's description: its arguments, then the plan's nodes.
+
+    ``arguments`` are ``(name, default, description)``; each launch file lists its own, so
+    ``ros2 launch … --show-args`` documents them. Imports ``launch`` here, not at the top:
+    the rest of this module runs where ROS's launch is not installed.
+    """
+    from launch import LaunchDescription
+    from launch.actions import DeclareLaunchArgument, OpaqueFunction
+    from launch.substitutions import LaunchConfiguration
+    from launch_ros.actions import Node
+
+    def nodes(context: Any) -> list:
+        values = {name: LaunchConfiguration(name).perform(context) for name, _, _ in arguments}
+        plan = plan_from_launch_arguments(setup, values)
+        return [Node(package='ssl_obstacle', executable=name, name=name,
+                     namespace=plan.namespace,
+                     parameters=[*map(str, plan.param_files), plan.overrides[name]],
+                     remappings=plan.remaps, output='screen')
+                for name in plan.nodes]
+
+    return LaunchDescription(
+        [DeclareLaunchArgument(name, default_value=default, description=text)
+         for name, default, text in arguments] + [OpaqueFunction(function=nodes)])
+
+
 def ros_arguments(plan: Plan, extra: Sequence[str] = ()) -> list[str]:
     """Build the ``--ros-args`` of the process: parameter files, namespace, remaps."""
     ros_args = ['--ros-args']
