@@ -247,6 +247,9 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``replay`` on its own (``python -m ssl_obstacle.bag_replay BAG …``)."""
+    from .interrupts import interrupt_on_signals
+
+    interrupt_on_signals()
     parser = argparse.ArgumentParser(prog='ssl-obstacle replay',
                                      description='Publish a rosbag2 into live ROS 2 topics.')
     add_arguments(parser)

@@ -162,6 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse the command line and run the subcommand; return its exit code."""
+    from .interrupts import interrupt_on_signals
+
+    interrupt_on_signals()
     argv = list(sys.argv[1:] if argv is None else argv)
     extra: list[str] = []
     if '--ros-args' in argv:

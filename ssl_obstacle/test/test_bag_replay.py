@@ -412,7 +412,11 @@ def test_rate_namespace_remap_loop_and_ctrl_c(bag_dir):
                     '/r7/camera/image_raw', '/clock')}
             finally:
                 process.send_signal(signal.SIGINT)
-                out, err = process.communicate(timeout=30)
+                try:
+                    out, err = process.communicate(timeout=30)
+                except subprocess.TimeoutExpired:  # never leave a looping player behind
+                    process.kill()
+                    raise
         listener.destroy_node()
     assert process.returncode == 130, err
     assert 'interrupted after playing' in out and 'passes' in out

@@ -41,11 +41,11 @@ DRIVER_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
 LISTEN_QOS = QoSProfile(depth=500, reliability=ReliabilityPolicy.RELIABLE)
 
 
-def start(*arguments: str) -> subprocess.Popen:
+def start(*arguments: str, **options) -> subprocess.Popen:
     """Start ``ssl-obstacle ARGUMENTS`` as users do, in a process (and DDS participant)."""
     return subprocess.Popen([sys.executable, '-m', 'ssl_obstacle', *arguments],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            cwd=PACKAGE_DIR)
+                            cwd=PACKAGE_DIR, **options)
 
 
 def stop(process: subprocess.Popen) -> str:
@@ -277,3 +277,36 @@ def test_up_replay_learns_from_a_bag_that_replay_plays_with_its_clock(tmp_path):
     assert min(camera_stamps) <= stamp_ns(listener.status[-1].header) <= max(camera_stamps) \
         + 2_000_000_000
     assert listener.status[-1].labeled_frames == len(listener.frames), listener.diagnostics
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as `cmd &` in a script leaves it
+
+
+def test_nodes_stop_cleanly_on_sigint_even_when_started_with_sigint_ignored(tmp_path):
+    # ros2 launch stops its processes with SIGINT; a process inheriting SIGINT ignored
+    # (started in the background by a script or CI) must still close and checkpoint.
+    process = start('up', 'replay', '--checkpoint', str(tmp_path / 'a.pt'),
+                    preexec_fn=_ignore_sigint)
+    with ros_context() as context:
+        listener = Listener(context, '')
+        with spinning(context, listener):
+            assert wait_for(lambda: listener.status, timeout=60.0), 'the learner never started'
+        listener.destroy_node()
+    output = stop(process)
+    assert process.returncode == 0, output
+    assert 'stopping after' in output and (tmp_path / 'a.pt').is_file()
+
+
+def test_sigterm_closes_the_nodes_like_ctrl_c(tmp_path):
+    process = start('up', 'replay', '--checkpoint', str(tmp_path / 'b.pt'))
+    with ros_context() as context:
+        listener = Listener(context, '')
+        with spinning(context, listener):
+            assert wait_for(lambda: listener.status, timeout=60.0), 'the learner never started'
+        listener.destroy_node()
+    process.terminate()
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, output
+    assert 'stopping:' in output and 'stopping after' in output  # labeler and learner closed
+    assert (tmp_path / 'b.pt').is_file()

@@ -20,6 +20,8 @@ from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 
+from ..interrupts import interrupt_on_signals
+
 try:
     from rclpy.signals import SignalHandlerOptions
 except ImportError:  # pragma: no cover - very old rclpy
@@ -32,6 +34,7 @@ _SPIN_THREADS: dict[SingleThreadedExecutor, threading.Thread] = {}
 
 def init_ros(args: Sequence[str] | None) -> None:
     """Initialise rclpy with our shutdown handling."""
+    interrupt_on_signals()
     if SignalHandlerOptions is None:  # pragma: no cover
         rclpy.init(args=args)
     else:
