@@ -9,6 +9,12 @@ current model is also scored on frames of a world it never drives in, which give
 held-out learning curve. At the end a fresh run in an unseen layout and seed is scored
 against the simulator's exact labels on every cell, and the run folder gets the report,
 plots, the final checkpoint and a log.
+
+Two choices make the held-out figure mean something: the training world's colours,
+textures and light are re-drawn every few simulated seconds (geometry kept), so that the
+model learns obstacles rather than one room's look; and simulated time waits for the
+learner (:class:`Pacer`), so that it gets the same training per simulated second on an
+idle or a busy machine.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import math
 import pathlib
 import sys
 import time
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -34,6 +40,16 @@ from .sim.simulator import SimSettings, Simulator
 from .sim.world import make_world, WORLD_NAMES
 
 LOG = logging.getLogger('ssl_obstacle.demo')
+
+#: Simulated seconds between appearance re-draws of the training world in the demo. One
+#: world seen under a single look teaches the model that world's colours: held-out AUC
+#: peaked at 0.87 after 1-2 minutes, then fell to 0.6-0.7. Re-drawn every 5 s, 120 looks
+#: in 10 minutes leave geometry as the only thing the labels consistently reward.
+DEMO_APPEARANCE_PERIOD = 5.0
+#: Training updates per simulated second the demo gives the learner (see :class:`Pacer`):
+#: 3, i.e. 1,800 in 10 minutes, far below the 20/s the learner may take on a robot in real
+#: time, and about what an idle 2-core machine manages at full simulation speed.
+DEMO_UPDATES_PER_SECOND = 3.0
 
 
 def heldout_frames(world_name: str, seed: int, seconds: float, every: int = 2,
@@ -74,15 +90,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--heldout-minutes', type=float, default=2.0)
     parser.add_argument('--real-time-factor', type=float, default=0.0,
                         help='0 = as fast as the CPU allows')
+    parser.add_argument('--updates-per-second', type=float, default=DEMO_UPDATES_PER_SECOND,
+                        help='training updates per simulated second the learner is given '
+                             '(simulated time waits for it); 0 = no pacing '
+                             f'(default {DEMO_UPDATES_PER_SECOND:g})')
+    parser.add_argument('--appearance-period', type=float, default=DEMO_APPEARANCE_PERIOD,
+                        help='simulated seconds between re-draws of the colours, textures '
+                             'and light of the training world (geometry kept); 0 = never '
+                             f'(default {DEMO_APPEARANCE_PERIOD:g})')
 
 
 class Demo:
     """Runs the four nodes, records the learning curve, then evaluates on held-out data."""
 
-    def __init__(self, args: argparse.Namespace, out: pathlib.Path) -> None:
+    def __init__(self, args: argparse.Namespace, out: pathlib.Path,
+                 record_frames: bool = False) -> None:
+        """
+        Prepare a run into ``out``.
+
+        With ``record_frames`` the labeled frames the learner is sent are also kept, in
+        :attr:`frames` (images, labels), e.g. to train an offline model on the same data
+        (the learner may train in another process, whose buffer is out of reach).
+        """
         self.args = args
         self.out = out
+        self.record_frames = record_frames
+        self.frames: tuple[np.ndarray, np.ndarray] | None = None
         self.curve: list[dict[str, float]] = []
+        self.appearance_changes = 0
+        self.pacer: Pacer | None = None
+        #: After run(): the online learner, the wall seconds the simulation ran and the
+        #: held-out (images, labels).
+        self.learner: Any = None
+        self.wall_seconds = 0.0
+        self.heldout: tuple[np.ndarray, np.ndarray] | None = None
 
     def run(self) -> dict[str, Any]:
         """Run everything; return the report."""
@@ -93,7 +134,7 @@ class Demo:
         from .nodes.explorer_node import ExplorerNode
         from .nodes.labeler_node import LabelerNode
         from .nodes.learner_node import LearnerNode
-        from .nodes.runtime import start_executors
+        from .nodes.runtime import start_executors, stop_executors
         from .nodes.simulator_node import SimulatorNode
 
         args = self.args
@@ -115,40 +156,65 @@ class Demo:
             *sim_time, Parameter('checkpoint_path', value=str(self.out / 'checkpoint.pt')),
             Parameter('resume', value=False), Parameter('checkpoint_period', value=60.0),
             Parameter('seed', value=args.seed)])
-        executors = start_executors([explorer, labeler, learner], context)
+        listeners = [explorer, labeler, learner]
+        tap = _frame_tap(context) if self.record_frames else None
+        if tap is not None:
+            listeners.append(tap)
+        executors = start_executors(listeners, context)
         # The simulator starts publishing as soon as it exists: create it once the others
         # spin and have had a moment for discovery, so its first burst is not lost.
         time.sleep(1.0)
         simulator = SimulatorNode(context=context, parameter_overrides=[
             Parameter('world', value=args.world), Parameter('seed', value=args.seed),
             Parameter('real_time_factor', value=float(args.real_time_factor)),
+            Parameter('appearance_period', value=float(args.appearance_period)),
             Parameter('duration', value=60.0 * args.minutes)])
         executors += start_executors([simulator], context)
         nodes = [simulator, explorer, labeler, learner]
         start_ns = simulator.sim.now_ns
+        self.learner = learner.learner
+        started = time.monotonic()
         try:
-            self._watch(simulator, learner, start_ns, curve_images, curve_labels)
+            self._watch(simulator, labeler, learner, start_ns, curve_images, curve_labels)
         finally:
+            self.wall_seconds = time.monotonic() - started
             simulator.close()
             time.sleep(1.0)  # let the last messages through
-            for executor in executors:
-                executor.shutdown(timeout_sec=2.0)
+            stop_executors(executors)
             labeler.close()
             learner.close()
             collisions = simulator.sim.collisions
+            self.appearance_changes = simulator.sim.appearance_changes
             labeler_counters = labeler.status_values()
+            if tap is not None:
+                self.frames = tap.arrays()
+                nodes.append(tap)
             for node in nodes:
                 node.destroy_node()
             rclpy.shutdown(context=context)
         return self._evaluate(learner, collisions, labeler_counters)
 
-    def _watch(self, simulator: Any, learner: Any, start_ns: int, curve_images: np.ndarray,
-               curve_labels: np.ndarray) -> None:
+    def _watch(self, simulator: Any, labeler: Any, learner: Any, start_ns: int,
+               curve_images: np.ndarray, curve_labels: np.ndarray) -> None:
         interactive = sys.stdout.isatty()
         next_curve = 0.0
         last_line = 0.0
-        while not simulator.finished.wait(0.5):
+        last_status = 0.0
+        pacer = Pacer(float(self.args.updates_per_second), learner.learner.settings.min_buffer)
+        self.pacer = pacer
+        while not simulator.finished.wait(0.05):
             sim_seconds = (simulator.sim.now_ns - start_ns) / 1e9
+            online = learner.learner
+            if pacer.should_hold(sim_seconds, updates=online.updates, buffered=len(online.buffer),
+                                 received=online.labeled_frames,
+                                 published=labeler.status_values()['published'],
+                                 training=online.running and not online.paused):
+                simulator.hold()
+            else:
+                simulator.release()
+            if time.monotonic() - last_status < 0.5:
+                continue
+            last_status = time.monotonic()
             status = learner.learner.status()
             if sim_seconds >= next_curve:
                 heldout = auc_mean(auc_grid(learner.learner.predict(curve_images),
@@ -183,6 +249,7 @@ class Demo:
                  args.heldout_world, args.seed + 1000, args.heldout_minutes)
         images, labels = heldout_frames(args.heldout_world, args.seed + 1000,
                                         60.0 * args.heldout_minutes)
+        self.heldout = (images, labels)
         probabilities = learner.learner.predict(images)
         params = LabelParams()
         report = build_report(probabilities, labels, params.sensor_names, params.distances,
@@ -194,9 +261,13 @@ class Demo:
                          'heldout_world': args.heldout_world,
                          'heldout_seed': args.seed + 1000,
                          'heldout_minutes': args.heldout_minutes,
-                         'real_time_factor': args.real_time_factor},
+                         'real_time_factor': args.real_time_factor,
+                         'appearance_period': args.appearance_period,
+                         'updates_per_second': args.updates_per_second},
             'training': {'updates': status.updates, 'labeled_frames': status.labeled_frames,
                          'running_auc': status.auc, 'collisions': collisions,
+                         'appearance_changes': self.appearance_changes,
+                         'pacing': self.pacer.summary() if self.pacer else None,
                          'labeler': labeler_counters},
         }
         write_report(self.out, report, extra)
@@ -208,6 +279,112 @@ class Demo:
         plot_examples(self.out / 'examples.png', images[chosen], probabilities[chosen],
                       labels[chosen], params.sensor_names, params.distances)
         return report
+
+
+def _frame_tap(context: Any) -> Any:
+    """Return a node that keeps every ``ssl/labeled_frames`` message as arrays."""
+    from rclpy.node import Node
+    from rclpy.parameter import Parameter
+    from ssl_obstacle_msgs.msg import LabeledFrame
+
+    from .io.messages import labeled_frame_arrays
+    from .nodes.labeler_node import LABELED_FRAMES_QOS
+
+    class FrameTap(Node):
+        """Subscribes as the learner does (same QoS) and keeps images and labels."""
+
+        def __init__(self) -> None:
+            super().__init__('frame_tap', context=context,
+                             parameter_overrides=[Parameter('use_sim_time', value=True)])
+            self.images: list[np.ndarray] = []
+            self.labels: list[np.ndarray] = []
+            self.create_subscription(LabeledFrame, 'ssl/labeled_frames', self._on_frame,
+                                     LABELED_FRAMES_QOS)
+
+        def _on_frame(self, msg: Any) -> None:
+            frame = labeled_frame_arrays(msg)
+            self.images.append(frame['image'].copy())
+            self.labels.append(frame['labels'])
+
+        def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+            """Return the frames received so far: images (N, H, W, 3), labels (N, S, D)."""
+            if not self.images:
+                return np.zeros((0, 64, 80, 3), np.uint8), np.zeros((0, 5, 31), np.float32)
+            return np.stack(self.images), np.stack(self.labels)
+
+    return FrameTap()
+
+
+class Pacer:
+    """
+    Decide when the demo holds simulated time so that learning keeps up with driving.
+
+    A robot learns in real time: each minute of driving gives the learner a minute of
+    training. The demo simulates as fast as the CPU allows, so the learner's share of each
+    simulated second would depend on how busy the machine is (on 2 shared cores it fell
+    from 1,350 to 315 updates in 10 simulated minutes, and the learner's subscription lost
+    half the labeled frames). The pacer holds the simulator while the learner is more than
+    a few updates behind ``updates_per_second`` × simulated seconds (counted from when it
+    can first train), or while labeled frames are still on their way to it. The figure is
+    then a property of the run, not of the machine's load: only the wall time varies.
+    """
+
+    #: Labeled frames published but not yet received by the learner before holding.
+    MAX_IN_FLIGHT = 32
+    #: Wall seconds without a received frame after which frames in flight count as lost
+    #: (a message dropped by DDS must not hold the simulator for ever).
+    LOST_AFTER = 2.0
+
+    def __init__(self, updates_per_second: float, min_buffer: int,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        """Pace to ``updates_per_second`` (0: only wait for frames in flight)."""
+        self.updates_per_second = max(0.0, updates_per_second)
+        self.min_buffer = max(1, int(min_buffer))
+        self.trainable_since: float | None = None
+        self.lost = 0
+        self.held_seconds = 0.0
+        self._clock = clock
+        self._received = -1
+        self._received_at = clock()
+        self._held_since: float | None = None
+
+    def should_hold(self, sim_seconds: float, *, updates: int, buffered: int, received: int,
+                    published: int, training: bool) -> bool:
+        """
+        Return whether simulated time should stand still now.
+
+        ``updates``: the learner's training steps so far; ``buffered``: frames in its replay
+        buffer; ``received``: labeled frames it has received, of the labeler's
+        ``published``; ``training``: its training thread runs and is not paused (a learner
+        that does not train is never waited for).
+        """
+        now = self._clock()
+        if received != self._received:
+            self._received, self._received_at = received, now
+        in_flight = published - received - self.lost
+        if in_flight > self.MAX_IN_FLIGHT and now - self._received_at > self.LOST_AFTER:
+            self.lost += in_flight
+            in_flight = 0
+        if self.trainable_since is None and buffered >= self.min_buffer:
+            self.trainable_since = sim_seconds
+        behind = False
+        if self.trainable_since is not None and self.updates_per_second > 0 and training:
+            due = self.updates_per_second * (sim_seconds - self.trainable_since)
+            behind = updates + 2 < due
+        hold = behind or in_flight > self.MAX_IN_FLIGHT
+        if hold and self._held_since is None:
+            self._held_since = now
+        elif not hold and self._held_since is not None:
+            self.held_seconds += now - self._held_since
+            self._held_since = None
+        return hold
+
+    def summary(self) -> dict[str, float]:
+        """Return the pacing figures for the report."""
+        return {'updates_per_sim_second': self.updates_per_second,
+                'trainable_since_sim_seconds': self.trainable_since,
+                'held_wall_seconds': round(self.held_seconds, 1),
+                'frames_lost_in_transit': self.lost}
 
 
 def _nan(value: Any) -> float:

@@ -195,7 +195,8 @@ def train_model(train: Frames, val: Frames | None = None, *, config: ModelConfig
                 epochs: int = 10, batch_size: int = 64, lr: float = 1e-3, seed: int = 0,
                 max_updates: int | None = None, use_augment: bool = True,
                 device: str | torch.device = 'cpu', progress: bool = False,
-                log: Callable[[str], None] | None = None) -> TrainResult:
+                log: Callable[[str], None] | None = None,
+                max_seconds: float | None = None) -> TrainResult:
     """
     Train a fresh :class:`ObstacleNet` on ``train``; keep the best on ``val``.
 
@@ -203,7 +204,9 @@ def train_model(train: Frames, val: Frames | None = None, *, config: ModelConfig
     batches (augmented when ``use_augment``); after each epoch (and when ``max_updates``
     stops training early) the model is scored on ``val`` and kept if its AUC is the best so
     far. Without validation frames the last model is kept. ``log`` receives one line per
-    epoch.
+    epoch. ``max_seconds`` stops training after that much wall time (checked before every
+    batch), as ``max_updates`` does after that many batches: a budget of compute rather
+    than of data, e.g. to compare with an online learner given the same time.
     """
     import torch
     from tqdm import tqdm
@@ -241,6 +244,8 @@ def train_model(train: Frames, val: Frames | None = None, *, config: ModelConfig
             batches = 0
             for start in range(0, len(order), batch_size):
                 if max_updates is not None and updates >= max_updates:
+                    break
+                if max_seconds is not None and time.perf_counter() - started >= max_seconds:
                     break
                 index = np.sort(order[start:start + batch_size])  # sorted: faster gathers
                 images, labels = train.images[index], train.labels[index]
@@ -299,6 +304,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              'file(s), with one file its tail (default 0.2; 0 = none)')
     parser.add_argument('--max-updates', type=int, default=None,
                         help='stop after this many batches (default: no limit)')
+    parser.add_argument('--max-seconds', type=float, default=None,
+                        help='stop after this many seconds of training (default: no limit)')
     parser.add_argument('--no-augment', action='store_true', help='train on the frames as is')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--device', default='cpu', help="torch device, e.g. 'cpu' or 'cuda'")
@@ -310,6 +317,8 @@ def _check_args(args: argparse.Namespace) -> None:
 
     if args.epochs < 1 or args.batch_size < 1 or not args.lr > 0:
         raise TrainError('--epochs, --batch-size and --lr must be positive')
+    if args.max_seconds is not None and not args.max_seconds > 0:
+        raise TrainError('--max-seconds must be positive')
     if not 0.0 <= args.val_fraction < 1.0:
         raise TrainError('--val-fraction must be in [0, 1)')
     out = pathlib.Path(args.out)
@@ -337,7 +346,8 @@ def run(args: argparse.Namespace) -> int:
               if val else f'training on {len(train)} frames, no validation')
         result = train_model(
             train, val, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-            seed=args.seed, max_updates=args.max_updates, use_augment=not args.no_augment,
+            seed=args.seed, max_updates=args.max_updates, max_seconds=args.max_seconds,
+            use_augment=not args.no_augment,
             device=args.device, progress=not args.no_progress and sys.stderr.isatty(),
             log=print)
         info = infos[0]
@@ -372,6 +382,7 @@ def _params(args: argparse.Namespace, info: FileInfo, result: TrainResult, train
         'epochs': args.epochs, 'batch_size': args.batch_size, 'lr': args.lr,
         'val_fraction': args.val_fraction, 'seed': args.seed,
         'augment': not args.no_augment, 'max_updates': args.max_updates,
+        'max_seconds': args.max_seconds,
         'best_val_auc': result.best_val_auc, 'best_val_loss': result.best_val_loss,
         'history': result.history,
     }

@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 from PIL import Image
+from ssl_obstacle.demo import Pacer
 import torch
 
 
@@ -33,6 +34,13 @@ def test_demo_runs_end_to_end_and_writes_every_file(tmp_path):
     assert len(curve) >= 3 and curve[-1]['sim_seconds'] > 55
     assert curve[-1]['labeled_frames'] > 200 and curve[-1]['updates'] > 0
     assert report['training']['collisions'] == 0
+    # The training world's look was re-drawn every 5 simulated seconds, and simulated time
+    # waited for the learner: about 3 updates per simulated second once it could train.
+    assert report['settings']['appearance_period'] == 5.0
+    assert report['training']['appearance_changes'] >= 11
+    pacing = report['training']['pacing']
+    trained_for = curve[-1]['sim_seconds'] - pacing['trainable_since_sim_seconds']
+    assert report['training']['updates'] >= 3.0 * trained_for - 5
     assert report['settings']['heldout_world'] != report['settings']['world']
 
     for name in ('auc_heatmap.png', 'auc_by_distance.png', 'learning_curve.png',
@@ -45,3 +53,48 @@ def test_demo_runs_end_to_end_and_writes_every_file(tmp_path):
     # The final checkpoint is written after the last curve point, training having gone on.
     assert checkpoint['counters']['updates'] >= curve[-1]['updates'] > 0
     assert (out / 'demo.log').read_text().count('held-out evaluation') == 1
+
+
+class Clock:
+    """A wall clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_pacer_holds_simulated_time_until_the_learner_has_trained_enough():
+    clock = Clock()
+    pacer = Pacer(2.0, min_buffer=10, clock=clock)
+    state = {'updates': 0, 'buffered': 0, 'received': 0, 'published': 0, 'training': True}
+    # Nothing to train on yet: never hold, or the frames that would fill the buffer never come.
+    assert not pacer.should_hold(5.0, **state)
+    state.update(buffered=10, received=10, published=10)
+    assert not pacer.should_hold(6.0, **state)  # training can start from 6 s
+    assert pacer.trainable_since == 6.0
+    assert not pacer.should_hold(7.0, **{**state, 'updates': 1})  # 2 due, within slack
+    assert pacer.should_hold(10.0, **{**state, 'updates': 5})  # 8 due
+    assert not pacer.should_hold(10.0, **{**state, 'updates': 8})
+    # A learner that is paused or stopped is not waited for.
+    assert not pacer.should_hold(20.0, **{**state, 'updates': 8, 'training': False})
+    # Without pacing, only frames in flight hold it.
+    assert not Pacer(0.0, 10, clock=clock).should_hold(100.0, **state)
+
+
+def test_pacer_waits_for_frames_in_flight_but_not_for_frames_lost_on_the_way():
+    clock = Clock()
+    pacer = Pacer(0.0, min_buffer=1, clock=clock)
+    state = {'updates': 0, 'buffered': 50, 'training': True}
+    assert not pacer.should_hold(1.0, received=50, published=60, **state)
+    assert pacer.should_hold(2.0, received=50, published=50 + Pacer.MAX_IN_FLIGHT + 1, **state)
+    clock.now += 1.0
+    assert pacer.should_hold(2.0, received=60, published=100, **state)  # still arriving
+    clock.now += Pacer.LOST_AFTER + 0.1
+    # Nothing arrived for a while: the 40 frames count as lost, and the simulation goes on.
+    assert not pacer.should_hold(2.0, received=60, published=100, **state)
+    assert pacer.lost == 40
+    assert not pacer.should_hold(3.0, received=70, published=110, **state)
+    assert pacer.summary()['frames_lost_in_transit'] == 40
+    assert pacer.summary()['held_wall_seconds'] == round(1.0 + Pacer.LOST_AFTER + 0.1, 1)

@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from ssl_obstacle.core.model import (augment, masked_bce_loss, ModelConfig, ObstacleNet,
-                                     predict_probabilities, preprocess)
+from ssl_obstacle.core.model import (augment, Augmentation, masked_bce_loss, ModelConfig,
+                                     ObstacleNet, PAPER_AUGMENTATION, predict_probabilities,
+                                     preprocess)
 import torch
 
 torch.set_num_threads(1)
@@ -140,12 +141,84 @@ def test_augment_flip_mirrors_image_and_sensor_order():
 def test_augment_changes_photometry_only_a_little():
     images = np.full((200, 24, 30, 3), 128, dtype=np.uint8)
     labels = np.zeros((200, 5, 4), dtype=np.float32)
-    out, _ = augment(images, labels, np.random.default_rng(4))
+    out, _ = augment(images, labels, np.random.default_rng(4), PAPER_AUGMENTATION)
     means = out.reshape(200, -1).mean(axis=1)
     assert 0.75 * 128 < means.min() < 0.9 * 128 and 1.1 * 128 < means.max() < 1.25 * 128
+    # The default adds a gain per channel: a channel's mean stays within gain × channel gain.
+    jittered, _ = augment(images, labels, np.random.default_rng(4))
+    channel_means = jittered.mean(axis=(1, 2))
+    assert channel_means.min() > 0.67 * 128 and channel_means.max() < 1.39 * 128
     assert np.std(out.astype(float) - means[:, None, None, None]) > 1.0  # gradient and noise
     different = augment(images, labels, np.random.default_rng(5))[0]
     assert not np.array_equal(out, different)
+
+
+def coloured_scene(count: int) -> np.ndarray:
+    """Return frames of a red block on the left over a grey-green floor, (count, 24, 30, 3)."""
+    images = np.empty((count, 24, 30, 3), dtype=np.uint8)
+    images[:] = (90, 120, 100)
+    images[:, 8:20, 2:10] = (200, 30, 20)
+    return images
+
+
+def test_colour_jitter_changes_colours_per_channel_but_moves_no_pixel():
+    images = coloured_scene(128)
+    labels = obstacle_on_the_left(128)[1]
+    jitter = Augmentation(gain=0.0, gradient=0.0, noise=0.0, flip=False, channel_gain=0.3)
+    out, out_labels = augment(images, labels, np.random.default_rng(7), jitter)
+    np.testing.assert_array_equal(out_labels, labels)  # nothing moved: labels stay true
+    block = np.zeros((24, 30), bool)
+    block[8:20, 2:10] = True
+    # Each region stays one flat colour exactly where it was...
+    for region in (block, ~block):
+        assert np.all(out[:, region].std(axis=1) == 0)
+    # ...the block still stands out from the floor in every frame...
+    contrast = np.abs(out[:, 10, 5].astype(int) - out[:, 10, 20].astype(int)).sum(axis=1)
+    assert contrast.min() > 60
+    # ...and the channels were scaled independently, within the configured ±30 %.
+    ratio = out[:, 10, 20].astype(float) / np.array([90, 120, 100])
+    assert ratio.min() >= 0.69 and ratio.max() <= 1.31
+    assert np.abs(ratio[:, 0] - ratio[:, 1]).max() > 0.2
+    assert np.abs(ratio[:, 1] - ratio[:, 2]).max() > 0.2
+
+
+def test_channel_shuffle_permutes_channels_and_the_flip_still_mirrors_the_sensors():
+    images = coloured_scene(300)
+    labels = obstacle_on_the_left(300)[1]
+    shuffle = Augmentation(gain=0.0, gradient=0.0, noise=0.0, channel_gain=0.0,
+                           channel_shuffle=1.0)
+    out, out_labels = augment(images, labels, np.random.default_rng(8), shuffle)
+    flipped = out[:, 10, 5].sum(axis=1) != 250  # the block's pixel shows floor instead
+    assert 100 < flipped.sum() < 200
+    # Mirror the flipped frames back: every frame then has its block on the left again.
+    unmirrored = np.where(flipped[:, None, None, None], out[:, :, ::-1], out)
+    block = unmirrored[:, 10, 5]
+    assert all(sorted(colour) == [20, 30, 200] for colour in block.tolist())
+    assert len({tuple(colour) for colour in block.tolist()}) == 6  # all six permutations
+    channel_of = {200: 0, 30: 1, 20: 2}
+    for frame, colour in zip(unmirrored, block.tolist()):
+        order = [channel_of[value] for value in colour]
+        assert np.all(frame[8:20, 2:10] == colour)  # the block is whole and in place
+        assert np.all(frame[:8] == np.array([90, 120, 100])[order])  # the same permutation
+    np.testing.assert_array_equal(out_labels[flipped], labels[flipped][:, ::-1])
+    np.testing.assert_array_equal(out_labels[~flipped], labels[~flipped])
+    # Without colour jitter (the paper's augmentation) colours are untouched.
+    paper, _ = augment(images, labels, np.random.default_rng(8),
+                       replace_settings(PAPER_AUGMENTATION, gain=0.0, gradient=0.0, noise=0.0))
+    assert {tuple(c) for c in paper[:, 10, 5].tolist()} <= {(200, 30, 20), (90, 120, 100)}
+
+
+def replace_settings(settings: Augmentation, **changes) -> Augmentation:
+    """Return ``settings`` with some fields changed."""
+    from dataclasses import replace
+    return replace(settings, **changes)
+
+
+@pytest.mark.parametrize('changes', [{'gain': 1.0}, {'gradient': -0.1}, {'noise': -1.0},
+                                     {'channel_gain': 1.5}, {'channel_shuffle': 2.0}])
+def test_augmentation_rejects_amounts_that_make_no_sense(changes):
+    with pytest.raises(ValueError):
+        Augmentation(**changes)
 
 
 def test_predict_probabilities_is_deterministic_and_restores_the_mode():

@@ -1,12 +1,14 @@
 """The simulated camera (sim/camera.py): perspective, occlusion, textures and noise."""
 
+from dataclasses import replace
 import math
 
 import numpy as np
 import pytest
 
 from ssl_obstacle.sim.camera import CameraModel, FLOOR_CHECKER_PERIOD, Renderer
-from ssl_obstacle.sim.world import make_world, Obstacle, World, WORLD_NAMES
+from ssl_obstacle.sim.world import (make_world, Obstacle, redraw_appearance, World,
+                                    WORLD_NAMES)
 
 RED = (0.9, 0.05, 0.05)
 BLUE = (0.05, 0.1, 0.9)
@@ -270,3 +272,53 @@ def test_inside_an_obstacle_the_camera_sees_its_colour_not_the_world_behind():
         assert red(image[:120]).all()
         floor = np.abs(image.astype(float) / (np.array(FLOOR) * 255) - 0.8).max(axis=2) < 0.2
         assert (red(image) | floor).all()
+
+
+# ------------------------------------------------------------------ appearance re-draws
+def obstacle_silhouette(renderer: Renderer, world: World, pose) -> np.ndarray:
+    """
+    Return where obstacle 0 of ``world`` shows in the image, whatever its colour.
+
+    The world is drawn twice with that obstacle red and then blue and everything else as
+    it is: the pixels that differ are exactly the obstacle's.
+    """
+    def painted(color):
+        obstacles = (replace(world.obstacles[0], color=color), *world.obstacles[1:])
+        renderer.set_world(replace(world, obstacles=obstacles))
+        return renderer.render(pose).astype(int)
+
+    return np.abs(painted(RED) - painted(BLUE)).sum(axis=-1) > 0
+
+
+def test_a_redrawn_world_shows_the_same_shapes_in_other_colours():
+    camera = CameraModel(width=160, height=120)
+    world = scene(Obstacle('box', 0.5, 0.1, 0.4, 0.2, 0.15, height=0.12, color=RED),
+                  Obstacle('cylinder', 0.8, -0.3, radius=0.08, height=0.2, color=BLUE))
+    renderer = Renderer(world, camera, noise=0.0)
+    pose = (0.0, 0.0, 0.0)
+    before = renderer.render(pose)
+    silhouette = obstacle_silhouette(renderer, world, pose)
+    assert 200 < silhouette.sum() < 0.5 * silhouette.size
+    for seed in range(4):
+        redrawn = redraw_appearance(world, seed)
+        renderer.set_world(redrawn)
+        after = renderer.render(pose)
+        # Every part of the image changes colour...
+        changed = np.abs(after.astype(int) - before.astype(int)).sum(axis=-1) > 6
+        assert changed.mean() > 0.8
+        assert changed[silhouette].mean() > 0.8
+        # ...but the obstacle covers exactly the same pixels.
+        np.testing.assert_array_equal(obstacle_silhouette(renderer, redrawn, pose), silhouette)
+
+
+def test_set_world_renders_exactly_what_a_new_renderer_would():
+    camera = CameraModel(width=96, height=72)
+    world = make_world('boxes')
+    redrawn = redraw_appearance(world, 3)
+    renderer = Renderer(world, camera)
+    renderer.set_world(redrawn)
+    fresh = Renderer(redrawn, camera)
+    for pose in [(0.0, -0.3, 0.5), (-0.6, 0.0, 2.0), (0.2, 0.2, -1.0)]:
+        np.testing.assert_array_equal(renderer.render(pose), fresh.render(pose))
+        rng_a, rng_b = np.random.default_rng(1), np.random.default_rng(1)
+        np.testing.assert_array_equal(renderer.render(pose, rng_a), fresh.render(pose, rng_b))

@@ -302,3 +302,52 @@ def test_noise_streams_are_independent_of_other_rates():
 
     assert range_values() == range_values(camera_rate=30.0, odom_rate=50.0)
     assert odom_poses() == odom_poses(odom_rate=40.0)[::2]
+
+
+# ------------------------------------------------------------------ appearance re-draws
+def test_appearance_period_redraws_the_look_but_no_other_stream():
+    from ssl_obstacle.sim.camera import CameraModel, Renderer
+    from ssl_obstacle.sim.world import same_geometry
+
+    def run(period: float) -> tuple[Simulator, list]:
+        world = make_world('boxes')
+        sim = Simulator(world, SimSettings(appearance_period=period), seed=3,
+                        renderer=Renderer(world, CameraModel(width=64, height=48)))
+        return sim, random_drive(sim, 5.0, seed=2)
+
+    plain_sim, plain = run(0.0)
+    varied_sim, varied = run(1.5)
+    assert plain_sim.appearance_changes == 0
+    assert varied_sim.appearance_changes == 3  # at 1.5, 3.0 and 4.5 s
+    assert same_geometry(varied_sim.world, plain_sim.world)
+    assert varied_sim.world != plain_sim.world
+    assert varied_sim.renderer.world is varied_sim.world
+    assert len(plain) == len(varied)
+    first_redraw = plain_sim.settings.start_ns + int(1.5 * NS)
+    images = 0
+    for a, b in zip(plain, varied):
+        assert (a.stamp, a.kind, a.pose, a.twist, a.sensor, a.value) == \
+            (b.stamp, b.kind, b.pose, b.twist, b.sensor, b.value)
+        if a.kind == 'ground_truth_labels':
+            np.testing.assert_array_equal(a.labels, b.labels)
+        if a.kind == 'image':
+            images += 1
+            same = np.array_equal(a.image, b.image)
+            # Pixel noise is the same too, so frames match exactly until the first re-draw.
+            assert same == (a.stamp < first_redraw), a.stamp
+    assert images == 75
+
+
+def test_appearance_period_must_be_non_negative():
+    with pytest.raises(ValueError, match='appearance_period'):
+        SimSettings(appearance_period=-1.0)
+    with pytest.raises(ValueError, match='appearance_period'):
+        SimSettings(appearance_period=math.nan)
+
+
+def test_a_renderer_without_set_world_keeps_drawing_and_the_streams_go_on():
+    sim = Simulator(make_world('boxes'), SimSettings(appearance_period=0.5), seed=1,
+                    renderer=FakeRenderer())
+    events = random_drive(sim, 2.0, seed=0)
+    assert sim.appearance_changes == 3
+    assert sum(e.kind == 'image' for e in events) == 30

@@ -1,5 +1,6 @@
 """World geometry: ray casting, footprints, IR sensors and ground-truth label grids."""
 
+from dataclasses import replace
 import math
 
 import numpy as np
@@ -12,7 +13,8 @@ from ssl_obstacle.sim.geometry2d import distance_to_obstacles, footprint_overlap
 from ssl_obstacle.sim.ground_truth import label_grid
 from ssl_obstacle.sim.proximity import ideal_readings, ProximitySensors
 from ssl_obstacle.sim.robot import BODY_OFFSET, BODY_RADIUS
-from ssl_obstacle.sim.world import make_world, Obstacle, World, WORLD_NAMES
+from ssl_obstacle.sim.world import (make_world, Obstacle, redraw_appearance, same_geometry,
+                                    TEXTURES, World, WORLD_NAMES)
 
 # A 2 × 3 m arena with one box (faces at x = 0.4 and 0.6, y = ±0.2) and one cylinder of
 # radius 0.1 at (0, -0.5).
@@ -288,3 +290,53 @@ def test_every_world_has_free_room_and_a_closed_arena(name):
     assert np.all(hits <= math.hypot(world.size_x, world.size_y))
     free = ~footprint_overlaps(world, origins, BODY_RADIUS)
     assert free.mean() > 0.4
+
+
+# ------------------------------------------------------------------ appearance re-draws
+@pytest.mark.parametrize('name', [*WORLD_NAMES, 'random'])
+def test_redrawn_appearance_keeps_geometry_and_ground_truth_exactly(name):
+    world = make_world(name, seed=3)
+    redrawn = redraw_appearance(world, 12)
+    assert same_geometry(world, redrawn)
+    for field in ('segments', 'segment_height', 'segment_owner', 'circles', 'circle_height',
+                  'circle_owner'):
+        np.testing.assert_array_equal(getattr(world.primitives(), field),
+                                      getattr(redrawn.primitives(), field))
+    rng = np.random.default_rng(1)
+    poses = np.column_stack((rng.uniform(-0.7, 0.7, (40, 2)), rng.uniform(-3, 3, 40)))
+    for pose in poses:
+        np.testing.assert_array_equal(label_grid(world, pose), label_grid(redrawn, pose))
+    hits = ray_cast(world, poses[:, :2], poses[:, 2])
+    np.testing.assert_array_equal(hits, ray_cast(redrawn, poses[:, :2], poses[:, 2]))
+
+
+def test_redrawn_appearance_changes_every_colour_and_the_light_reproducibly():
+    world = make_world('boxes')
+    first, again, other = (redraw_appearance(world, seed) for seed in (5, 5, 6))
+    assert first == again  # a seed gives one look
+    assert first != other
+    for redrawn in (first, other):
+        assert all(a.color != b.color for a, b in zip(world.obstacles, redrawn.obstacles))
+        assert redrawn.floor_color != world.floor_color
+        assert redrawn.wall_color != world.wall_color
+        assert redrawn.lighting != world.lighting
+        assert redrawn.texture_seed != world.texture_seed
+    # Successive draws from one generator differ: a run sees a new look every period.
+    rng = np.random.default_rng(0)
+    looks = [redraw_appearance(world, rng) for _ in range(5)]
+    assert len({look.floor_color for look in looks}) == 5
+    # Textures come from the renderer's set, so every look can be drawn.
+    textures = {o.texture for look in looks for o in look.obstacles}
+    assert textures <= set(TEXTURES) and len(textures) > 1
+
+
+def test_same_geometry_notices_a_moved_or_resized_obstacle():
+    world = make_world('boxes')
+    moved = World(world.name, obstacles=(replace(world.obstacles[0], x=0.5),
+                                         *world.obstacles[1:]))
+    taller = World(world.name, obstacles=(replace(world.obstacles[0], height=0.3),
+                                          *world.obstacles[1:]))
+    assert same_geometry(world, replace(world, floor_color=(0.1, 0.2, 0.3)))
+    assert not same_geometry(world, moved)
+    assert not same_geometry(world, taller)
+    assert not same_geometry(world, replace(world, obstacles=world.obstacles[1:]))

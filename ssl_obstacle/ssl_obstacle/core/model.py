@@ -129,34 +129,83 @@ def masked_bce_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return per_cell.sum() / known.sum().clamp_min(1)
 
 
-def augment(images: np.ndarray, labels: np.ndarray,
-            rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+@dataclass(frozen=True)
+class Augmentation:
+    """
+    How much :func:`augment` perturbs a training batch.
+
+    ``gain`` (±, whole image), ``gradient`` (± per axis across the image), ``noise`` (largest
+    Gaussian std, grey levels) and ``flip`` are the paper's. ``channel_gain`` (± per colour
+    channel: white balance, tinted light, a differently painted object) and
+    ``channel_shuffle`` (probability of permuting the rgb channels: a hue change that keeps
+    every edge and shape) are this project's colour jitter, against a model that learns
+    the colours of the one room it was trained in rather than the shape of obstacles.
+    """
+
+    gain: float = 0.2
+    gradient: float = 0.15
+    noise: float = 6.0
+    flip: bool = True
+    channel_gain: float = 0.15
+    channel_shuffle: float = 0.0
+
+    def __post_init__(self) -> None:
+        """Reject amounts that would make negative factors or meaningless probabilities."""
+        for name in ('gain', 'gradient', 'channel_gain'):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f'{name} must be in [0, 1), got {getattr(self, name)}')
+        if self.noise < 0.0 or not 0.0 <= self.channel_shuffle <= 1.0:
+            raise ValueError('noise must be non-negative and channel_shuffle in [0, 1]')
+
+
+#: The paper's augmentation only (no colour jitter), for comparisons.
+PAPER_AUGMENTATION = Augmentation(channel_gain=0.0, channel_shuffle=0.0)
+
+
+#: What :func:`augment` does unless told otherwise: the paper's plus a mild colour jitter.
+DEFAULT_AUGMENTATION = Augmentation()
+
+
+def augment(images: np.ndarray, labels: np.ndarray, rng: np.random.Generator,
+            settings: Augmentation = DEFAULT_AUGMENTATION) -> tuple[np.ndarray, np.ndarray]:
     """
     Return randomly perturbed copies of a batch, as the paper augments its training data.
 
-    Per image: a gain of ±20 %, a brightness gradient of up to ±15 % across the image in
-    each of the horizontal and vertical directions (uneven lighting), Gaussian pixel noise
-    of up to 6 grey levels, and with probability 0.5 a horizontal flip. A flipped image
-    shows the world mirrored, so its labels' sensor axis is reversed too (the sensors are
-    ordered left to right, symmetric about the robot's axis).
+    Per image (defaults of :class:`Augmentation`): a gain of ±20 %, a brightness gradient
+    of up to ±15 % across the image in each of the horizontal and vertical directions
+    (uneven lighting), a gain per colour channel, with some probability a permutation of
+    the colour channels, Gaussian pixel noise of up to 6 grey levels, and with probability
+    0.5 a horizontal flip. A flipped image shows the world mirrored, so its labels' sensor
+    axis is reversed too (the sensors are ordered left to right, symmetric about the
+    robot's axis). Nothing moves a pixel except the flip: labels stay true.
     """
     images = np.asarray(images)
     labels = np.asarray(labels)
     count, height, width = images.shape[:3]
-    gain = rng.uniform(0.8, 1.2, size=(count, 1, 1, 1))
-    slope_x = rng.uniform(-0.15, 0.15, size=(count, 1, 1, 1))
-    slope_y = rng.uniform(-0.15, 0.15, size=(count, 1, 1, 1))
+    gain = rng.uniform(1.0 - settings.gain, 1.0 + settings.gain, size=(count, 1, 1, 1))
+    slope_x = rng.uniform(-settings.gradient, settings.gradient, size=(count, 1, 1, 1))
+    slope_y = rng.uniform(-settings.gradient, settings.gradient, size=(count, 1, 1, 1))
     ramp_x = np.linspace(-1.0, 1.0, width).reshape(1, 1, width, 1)
     ramp_y = np.linspace(-1.0, 1.0, height).reshape(1, height, 1, 1)
-    factor = (gain * (1.0 + slope_x * ramp_x + slope_y * ramp_y)).astype(np.float32)
-    sigma = rng.uniform(0.0, 6.0, size=(count, 1, 1, 1)).astype(np.float32)
+    factor = gain * (1.0 + slope_x * ramp_x + slope_y * ramp_y)
+    if settings.channel_gain > 0.0:
+        factor = factor * rng.uniform(1.0 - settings.channel_gain, 1.0 + settings.channel_gain,
+                                      size=(count, 1, 1, 3))
+    factor = factor.astype(np.float32)
+    sigma = rng.uniform(0.0, settings.noise, size=(count, 1, 1, 1)).astype(np.float32)
     noise = rng.standard_normal(images.shape, dtype=np.float32) * sigma
     out = images.astype(np.float32) * factor + noise
     out = np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    if settings.channel_shuffle > 0.0:
+        shuffle = np.flatnonzero(rng.random(count) < settings.channel_shuffle)
+        if len(shuffle):
+            order = np.argsort(rng.random((len(shuffle), 3)), axis=1)  # a permutation each
+            out[shuffle] = np.take_along_axis(out[shuffle], order[:, None, None, :], axis=3)
     new_labels = labels.copy()
-    flip = rng.random(count) < 0.5
-    out[flip] = out[flip, :, ::-1]
-    new_labels[flip] = labels[flip, ::-1]
+    if settings.flip:
+        flip = rng.random(count) < 0.5
+        out[flip] = out[flip, :, ::-1]
+        new_labels[flip] = labels[flip, ::-1]
     return out, new_labels
 
 

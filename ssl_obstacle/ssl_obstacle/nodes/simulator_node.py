@@ -36,6 +36,8 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     'world': ('boxes', f'layout: {", ".join(WORLD_NAMES)} or random'),
     'seed': (0, 'seed of the random world, noise and start pose'),
     'vary_appearance': (False, 'relight and tint the world from the seed'),
+    'appearance_period': (0.0, 'simulated seconds between re-draws of colours, textures and '
+                               'light, geometry kept (domain randomisation); 0 = never'),
     'real_time_factor': (1.0, 'simulated seconds per wall second; 0 = as fast as possible'),
     'camera_width': (320, 'pixels'),
     'camera_height': (240, 'pixels'),
@@ -77,11 +79,13 @@ class SimulatorNode(Node):
             sensor_names=SENSOR_NAMES,
             distances=label_params.distances,
             ground_truth=bool(values['ground_truth']),
+            appearance_period=float(values['appearance_period']),
         )
         self.camera = CameraModel(width=self.settings.camera_width,
                                   height=self.settings.camera_height)
         renderer = Renderer(world, self.camera, noise=float(values['image_noise']))
         self.sim = Simulator(world, self.settings, seed=int(values['seed']), renderer=renderer)
+        self._first_ns = self.sim.now_ns
         self._sim_lock = threading.Lock()
         self._rtf = max(0.0, float(values['real_time_factor']))
         self._duration_ns = int(float(values['duration']) * 1e9)
@@ -89,12 +93,18 @@ class SimulatorNode(Node):
         self.bad_commands = 0
         self._log_bad = RateLimitedLog(self.get_logger().warning, period=5.0)
         self.finished = threading.Event()
+        # Set while the simulation may run; cleared by hold() (the demo paces it to learning).
+        self._go = threading.Event()
+        self._go.set()
         self._make_publishers()
         self.create_subscription(Twist, 'cmd_vel', self._on_cmd_vel, 10)
         self.get_logger().info(
             f'world {world.name!r} (seed {values["seed"]}), camera '
             f'{self.camera.width}x{self.camera.height} at {self.settings.camera_rate:g} Hz, '
-            f'real-time factor {self._rtf:g}' + ('' if TFMessage else '; no tf2_msgs: no /tf'))
+            f'real-time factor {self._rtf:g}'
+            + (f'; appearance re-drawn every {self.settings.appearance_period:g} s'
+               if self.settings.appearance_period else '')
+            + ('' if TFMessage else '; no tf2_msgs: no /tf'))
         self._thread = threading.Thread(target=self._loop, name='simulator', daemon=True)
         self._thread.start()
 
@@ -129,13 +139,19 @@ class SimulatorNode(Node):
             start_wall = time.monotonic()
             start_sim = self.sim.now_ns
             while not self._stop.is_set():
+                if not self._go.is_set():
+                    self._go.wait(0.1)
+                    # Simulated time stood still: pace the real-time factor from here.
+                    start_wall = time.monotonic()
+                    start_sim = self.sim.now_ns
+                    continue
                 with self._sim_lock:
                     events = self.sim.step()
                     now = self.sim.now_ns
                 self._publish(self.builder.clock(now))
                 for event in events:
                     self._publish(self.builder.messages(event))
-                if self._duration_ns and now - start_sim >= self._duration_ns:
+                if self._duration_ns and now - self._first_ns >= self._duration_ns:
                     break
                 if self._rtf > 0:
                     delay = start_wall + (now - start_sim) / 1e9 / self._rtf - time.monotonic()
@@ -151,10 +167,31 @@ class SimulatorNode(Node):
         for topic, msg in messages:
             self._topic_publishers[topic].publish(msg)
 
+    # ------------------------------------------------------------------ pacing
+    def hold(self) -> None:
+        """
+        Stop simulated time after the current tick until :meth:`release` (nothing is lost).
+
+        For a process that runs faster than real time and needs the rest of the system to
+        keep up, e.g. the demo, which gives the learner a fixed number of training steps
+        per simulated second as a robot driving in real time would get.
+        """
+        self._go.clear()
+
+    def release(self) -> None:
+        """Let simulated time run again after :meth:`hold`."""
+        self._go.set()
+
+    @property
+    def held(self) -> bool:
+        """Return whether simulated time is held."""
+        return not self._go.is_set()
+
     # ------------------------------------------------------------------ shutdown
     def close(self) -> None:
         """Stop the simulation loop."""
         self._stop.set()
+        self._go.set()
         self._thread.join(timeout=5.0)
         self.get_logger().info(
             f'stopped at {self.sim.now_ns / 1e9:.1f} s simulated; '

@@ -250,7 +250,7 @@ class Renderer:
         prims = world.primitives()
         lighting = world.lighting
         tint = np.asarray(lighting.tint, dtype=np.float64)
-        seed = zlib.crc32(world.name.encode())
+        seed = world.texture_seed or zlib.crc32(world.name.encode())
         self._atlas = _texture_atlas(seed, camera.mount_z).ravel()
 
         # Materials: 0 is the arena wall, 1 + i obstacle i.
@@ -309,6 +309,16 @@ class Renderer:
         self._floor_rgb = (np.asarray(world.floor_color) * tint * 255.0 * self._top_shade)
         self._floor_base = TEXTURES.index(world.floor_texture) * _TEX * _TEX
         self._sky_rgb = np.asarray(_SKY_COLOR) * tint * 255.0
+
+    def set_world(self, world: World) -> None:
+        """
+        Render ``world`` from now on (e.g. the same arena with its appearance re-drawn).
+
+        Only the per-world tables are rebuilt (a few milliseconds); the per-pixel ones,
+        which depend on the camera alone, are kept.
+        """
+        self.world = world
+        self._prepare_world()
 
     # ------------------------------------------------------------------- rendering
     def _in_view(self, cam_x: float, cam_y: float, yaw: float) -> tuple[np.ndarray, np.ndarray]:

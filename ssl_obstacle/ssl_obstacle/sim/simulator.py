@@ -15,8 +15,12 @@ drives one constant twist along an exact arc, so the pose at any stamp inside it
 computed exactly rather than taken from the nearest tick.
 
 Randomness comes from independent generators spawned from the seed, one per source (start
-pose, odometry, proximity, camera), so e.g. a different camera rate changes neither the
-odometry noise nor the proximity noise.
+pose, odometry, proximity, camera, appearance), so e.g. a different camera rate changes
+neither the odometry noise nor the proximity noise.
+
+With ``appearance_period`` the world's look (colours, textures, light) is re-drawn every
+that many simulated seconds, its geometry kept: sensors, collisions and ground truth never
+notice, only the camera does (domain randomisation for learning that generalises).
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from .ground_truth import label_grid
 from .odometry import Odometry
 from .proximity import mounting_poses, ProximitySensors
 from .robot import clip_command, DiffDrive, integrate
-from .world import World
+from .world import redraw_appearance, World
 from ..core.geometry import relative_pose
 from ..core.params import DEFAULT_DISTANCES
 from ..core.thymio import SENSOR_NAMES
@@ -67,6 +71,9 @@ class SimSettings:
     distances: tuple[float, ...] = DEFAULT_DISTANCES
     ground_truth: bool = True  # compute the label grid for every camera frame
     start_ns: int = 1_000_000_000  # first stamp (non-zero: tools treat 0 as unset)
+    #: Simulated seconds between re-draws of the world's appearance (colours, textures,
+    #: light; geometry kept): :func:`~.world.redraw_appearance`. 0 = never.
+    appearance_period: float = 0.0
 
     def __post_init__(self) -> None:
         """Reject settings that would stall the clock or make a stream meaningless."""
@@ -77,7 +84,7 @@ class SimSettings:
         for name in ('camera_width', 'camera_height'):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f'{name} must be positive')
-        for name in ('cmd_timeout', 'odom_noise', 'proximity_noise'):
+        for name in ('cmd_timeout', 'odom_noise', 'proximity_noise', 'appearance_period'):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0.0):
                 raise ValueError(f'{name} must be finite and non-negative, got {value}')
@@ -112,7 +119,12 @@ class SimEvent:
 
 
 class Renderer(Protocol):
-    """Anything that draws the camera image of a true pose."""
+    """
+    Anything that draws the camera image of a true pose.
+
+    A renderer that also has ``set_world(world)`` follows appearance re-draws
+    (:attr:`SimSettings.appearance_period`); one without keeps drawing the first world.
+    """
 
     def render(self, pose: tuple[float, float, float],
                rng: np.random.Generator) -> np.ndarray:
@@ -157,9 +169,14 @@ class Simulator:
         self.settings = settings
         self.seed = int(seed)
         self.renderer = renderer
-        start_rng, odom_rng, proximity_rng, camera_rng = (
-            np.random.default_rng(child) for child in np.random.SeedSequence(seed).spawn(4))
+        # Children 0-3 are what they were before the appearance stream was added (spawn
+        # keys are sequential), so existing seeds give the same runs.
+        start_rng, odom_rng, proximity_rng, camera_rng, appearance_rng = (
+            np.random.default_rng(child) for child in np.random.SeedSequence(seed).spawn(5))
         self.camera_rng = camera_rng
+        self._appearance_rng = appearance_rng
+        #: How many times the appearance has been re-drawn (``world`` is the current look).
+        self.appearance_changes = 0
         self.robot = DiffDrive(world)
         if start_pose is None:
             start = self._free_pose(start_rng)
@@ -188,6 +205,8 @@ class Simulator:
         self.periods_ns = {stream: p / q for stream, (p, q) in self._periods.items()}
         self._next_index = dict.fromkeys(self._periods, 0)
         self._timeout_ns = int(round(settings.cmd_timeout * NS))
+        self._appearance_ns = int(round(settings.appearance_period * NS))
+        self._next_appearance_ns = self.now_ns + self._appearance_ns
         self._command = (0.0, 0.0)
         self._command_ns: int | None = None
 
@@ -243,6 +262,9 @@ class Simulator:
         """Advance one physics tick; return the events stamped within it, in stamp order."""
         t0 = self.now_ns
         t1 = t0 + self.physics_period_ns
+        if self._appearance_ns and t0 >= self._next_appearance_ns:
+            self.redraw_appearance()
+            self._next_appearance_ns += self._appearance_ns
         dt = self.physics_period_ns / NS
         linear, angular = self.command
         pose0 = self.true_pose
@@ -289,6 +311,20 @@ class Simulator:
         self.now_ns = t1
         events.sort(key=lambda item: (item[0], item[1]))
         return [event for _, _, event in events]
+
+    def redraw_appearance(self) -> None:
+        """
+        Re-draw the world's colours, textures and light now, keeping its geometry.
+
+        Called every ``appearance_period`` by :meth:`step`; callable at any time. ``world``
+        becomes the new look; proximity, collisions and ground truth are unaffected (same
+        geometry), and a renderer with ``set_world`` draws the new look from the next frame.
+        """
+        self.world = redraw_appearance(self.world, self._appearance_rng)
+        self.appearance_changes += 1
+        set_world = getattr(self.renderer, 'set_world', None)
+        if set_world is not None:
+            set_world(self.world)
 
     def _camera_events(self, stamp: int, pose: np.ndarray) -> list[tuple[int, int, SimEvent]]:
         pose_tuple = _as_tuple(pose)

@@ -99,6 +99,8 @@ class World:
     floor_texture: str = 'checker'
     obstacles: tuple[Obstacle, ...] = ()
     lighting: Lighting = field(default_factory=Lighting)
+    #: Seeds the renderer's noise texture and texture offsets; 0: derived from ``name``.
+    texture_seed: int = 0
 
     def primitives(self) -> Primitives:
         """Flatten to segments and circles (computed once per world; worlds are immutable)."""
@@ -236,6 +238,51 @@ def varied(world: World, seed: int, amount: float = 0.15) -> World:
                         tint=tuple(float(t) for t in np.clip(1 + rng.normal(0, amount, 3),
                                                              0.7, 1.3)))
     return replace(world, lighting=lighting)
+
+
+def _random_color(rng: np.random.Generator, low: float = 0.05,
+                  high: float = 0.95) -> tuple[float, float, float]:
+    """Draw an rgb colour, each channel uniform in ``[low, high]``."""
+    return tuple(float(c) for c in rng.uniform(low, high, 3))
+
+
+def redraw_appearance(world: World, seed: int | np.random.Generator) -> World:
+    """
+    Return ``world`` with everything a camera sees re-drawn and its geometry untouched.
+
+    Obstacle, floor and wall colours and textures, the texture noise pattern and the
+    lighting (ambient, diffuse, azimuth, tint) are drawn anew; kinds, positions, sizes and
+    heights stay exactly as they were, so the IR sensors, collisions and ground-truth
+    labels of every pose are unchanged. A robot driving in a world re-drawn every few
+    seconds sees the same obstacles stop it under ever different colours and light, so
+    what its labels can teach is geometry, not the look of one room (domain
+    randomisation, Tobin et al. 2017).
+    """
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    obstacles = tuple(replace(o, color=_random_color(rng), texture=str(rng.choice(TEXTURES)))
+                      for o in world.obstacles)
+    lighting = Lighting(ambient=float(rng.uniform(0.25, 0.65)),
+                        diffuse=float(rng.uniform(0.25, 0.75)),
+                        azimuth=float(rng.uniform(-np.pi, np.pi)),
+                        tint=tuple(float(t) for t in rng.uniform(0.75, 1.25, 3)))
+    redrawn = replace(world, obstacles=obstacles, lighting=lighting,
+                      floor_color=_random_color(rng, 0.15, 0.85),
+                      floor_texture=str(rng.choice(TEXTURES)),
+                      wall_color=_random_color(rng, 0.15, 0.95),
+                      wall_texture=str(rng.choice(TEXTURES)),
+                      texture_seed=int(rng.integers(1, 2 ** 31)))
+    # Same geometry, so the same flattened primitives: share them instead of recomputing.
+    object.__setattr__(redrawn, '_primitives', world.primitives())
+    return redrawn
+
+
+def same_geometry(a: World, b: World) -> bool:
+    """Tell whether two worlds have the same arena and obstacles, whatever they look like."""
+    shape = ('kind', 'x', 'y', 'yaw', 'length', 'width', 'radius', 'height')
+    return ((a.size_x, a.size_y, a.wall_height) == (b.size_x, b.size_y, b.wall_height)
+            and len(a.obstacles) == len(b.obstacles)
+            and all(tuple(getattr(p, k) for k in shape) == tuple(getattr(q, k) for k in shape)
+                    for p, q in zip(a.obstacles, b.obstacles)))
 
 
 def make_world(name: str, seed: int = 0, vary: bool = False) -> World:
