@@ -19,9 +19,21 @@ fi
 export PYTHONPATH="$SSL_INSTALL/ssl_obstacle/lib/$SSL_PYVER/site-packages:$SSL_INSTALL/ssl_obstacle_msgs/lib/$SSL_PYVER/site-packages:$SSL_INSTALL/tf2_msgs/lib/$SSL_PYVER/site-packages${PYTHONPATH:+:$PYTHONPATH}"
 export LD_LIBRARY_PATH="$SSL_INSTALL/ssl_obstacle_msgs/lib:$SSL_INSTALL/tf2_msgs/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export RMW_IMPLEMENTATION="${RMW_IMPLEMENTATION:-rmw_fastrtps_cpp}"
-# DDS stays on loopback: never discover or announce on the machine's networks.
-export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
-export ROS_LOCALHOST_ONLY=1
+# DDS stays on loopback (never discover or announce on the machine's networks) unless the
+# user opts in with SSL_OBSTACLE_NETWORK=1.
+if [ "${SSL_OBSTACLE_NETWORK:-0}" = "1" ]; then
+  # Opt-in for two machines (README, "The learner on another machine"): discover peers on
+  # the subnet in the domain the user chose; tests and CI never set this.
+  if [ -z "${ROS_DOMAIN_ID:-}" ]; then
+    echo "SSL_OBSTACLE_NETWORK=1 needs ROS_DOMAIN_ID (the same on every machine)" >&2
+    return 2 2>/dev/null || exit 2
+  fi
+  export ROS_AUTOMATIC_DISCOVERY_RANGE="${SSL_OBSTACLE_DISCOVERY_RANGE:-SUBNET}"
+  unset ROS_LOCALHOST_ONLY
+else
+  export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
+  export ROS_LOCALHOST_ONLY=1
+fi
 # A domain of our own unless the caller chose one, so parallel runs do not see each other.
 export ROS_DOMAIN_ID="${ROS_DOMAIN_ID:-$(( ($$ % 200) + 20 ))}"
 # Developers: SSL_OBSTACLE_DEV=1 imports the Python package from the source tree instead of

@@ -68,3 +68,28 @@ def test_unknown_parameters_are_named_not_silently_ignored():
                                'camera_transport': 'raw', 'image_width': 80}) == ['tolx']
     shipped = read_ros_parameters(PACKAGE_DIR / 'config' / 'labeler.yaml', 'labeler')
     assert unknown_parameters(shipped) == []
+
+
+def _env_after_sourcing(**variables: str) -> tuple[int, dict[str, str]]:
+    """Source scripts/env.sh in a clean shell; return its exit code and the DDS variables."""
+    import subprocess
+    names = ('ROS_AUTOMATIC_DISCOVERY_RANGE', 'ROS_LOCALHOST_ONLY', 'ROS_DOMAIN_ID')
+    script = f'source {REPO_DIR / "scripts" / "env.sh"} && ' + ' && '.join(
+        f'echo {name}=${{{name}:-}}' for name in names)
+    result = subprocess.run(['bash', '-c', script], capture_output=True, text=True,
+                            env={'PATH': os.environ['PATH'], 'HOME': os.environ['HOME'],
+                                 **variables})
+    return result.returncode, dict(line.split('=', 1) for line in result.stdout.split())
+
+
+def test_the_environment_keeps_dds_on_loopback_unless_the_user_opts_in():
+    code, values = _env_after_sourcing()
+    assert code == 0
+    assert values['ROS_AUTOMATIC_DISCOVERY_RANGE'] == 'LOCALHOST'
+    assert values['ROS_LOCALHOST_ONLY'] == '1' and 20 <= int(values['ROS_DOMAIN_ID']) < 220
+    code, values = _env_after_sourcing(SSL_OBSTACLE_NETWORK='1', ROS_DOMAIN_ID='42')
+    assert code == 0
+    assert values == {'ROS_AUTOMATIC_DISCOVERY_RANGE': 'SUBNET', 'ROS_LOCALHOST_ONLY': '',
+                      'ROS_DOMAIN_ID': '42'}
+    code, _ = _env_after_sourcing(SSL_OBSTACLE_NETWORK='1')  # no domain chosen: refuse
+    assert code != 0
