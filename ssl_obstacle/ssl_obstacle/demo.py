@@ -29,6 +29,7 @@ import time
 from typing import Any, Callable
 
 import numpy as np
+import yaml
 
 from .core.explorer import Explorer
 from .core.metrics import auc_grid, auc_mean
@@ -98,6 +99,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='simulated seconds between re-draws of the colours, textures '
                              'and light of the training world (geometry kept); 0 = never '
                              f'(default {DEMO_APPEARANCE_PERIOD:g})')
+    parser.add_argument('--learner-param', action='append', default=[], metavar='NAME=VALUE',
+                        help='a learner node parameter (YAML value), e.g. learning_rate=5e-4 '
+                             'or device=cuda; repeatable')
+
+
+def learner_parameters(assignments: list[str]) -> list[Any]:
+    """Parse ``NAME=VALUE`` options into rclpy parameters (values read as YAML, as ROS does)."""
+    from rclpy.parameter import Parameter
+
+    parameters = []
+    for assignment in assignments:
+        name, sep, value = assignment.partition('=')
+        if not sep or not name:
+            raise SystemExit(f'error: --learner-param wants NAME=VALUE, got {assignment!r}')
+        parameters.append(Parameter(name, value=yaml.safe_load(value)))
+    return parameters
 
 
 class Demo:
@@ -155,7 +172,7 @@ class Demo:
         learner = LearnerNode(context=context, parameter_overrides=[
             *sim_time, Parameter('checkpoint_path', value=str(self.out / 'checkpoint.pt')),
             Parameter('resume', value=False), Parameter('checkpoint_period', value=60.0),
-            Parameter('seed', value=args.seed)])
+            Parameter('seed', value=args.seed), *learner_parameters(args.learner_param)])
         listeners = [explorer, labeler, learner]
         tap = _frame_tap(context) if self.record_frames else None
         if tap is not None:

@@ -469,3 +469,18 @@ def process_alive(pid: int) -> bool:
             return stat.read().rsplit(')', 1)[1].split()[0] != 'Z'
     except OSError:
         return False
+
+
+@pytest.mark.parametrize('fraction', [0.0, 0.8])
+def test_batches_hold_the_configured_share_of_obstacle_frames(fraction):
+    config = ModelConfig(num_sensors=2, num_distances=3, image_height=8, image_width=10)
+    learner = OnlineLearner(config, LearnerSettings(positive_sample_fraction=fraction,
+                                                    buffer_size=200, augment=False))
+    rng = np.random.default_rng(0)
+    for index in range(100):  # one frame in ten sees an obstacle
+        labels = np.zeros((2, 3), np.float32)
+        labels[0, 0] = 1.0 if index % 10 == 0 else 0.0
+        learner.add_labeled(rng.integers(0, 255, (8, 10, 3), dtype=np.uint8), labels, index)
+    _, labels, _ = learner.buffer.sample(4000, np.random.default_rng(1))
+    share = float((labels.reshape(len(labels), -1) > 0).any(axis=1).mean())
+    assert share == pytest.approx(max(fraction, 0.1), abs=0.03)

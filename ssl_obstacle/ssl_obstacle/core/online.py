@@ -44,7 +44,7 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .metrics import auc_by_distance, roc_auc
 from .model import (augment, masked_bce_loss, ModelConfig, ObstacleNet, predict_probabilities,
                     preprocess)
-from .replay import ReplayBuffer
+from .replay import DEFAULT_POSITIVE_SAMPLE_FRACTION, ReplayBuffer
 
 _LOG = logging.getLogger(__name__)
 
@@ -89,6 +89,9 @@ class LearnerSettings:
     #: left. 0 keeps the parent's priority: on a machine other jobs saturate, a reniced
     #: trainer starves (the demo measured 0 updates and a backlog of unstored frames at +10).
     train_nice: int = 0
+    #: Batches hold at least this share of frames with an obstacle cell (the rest of the
+    #: buffer is mostly open floor; 0 samples the buffer as it is).
+    positive_sample_fraction: float = DEFAULT_POSITIVE_SAMPLE_FRACTION
 
 
 @dataclass
@@ -342,7 +345,8 @@ class OnlineLearner(PrequentialLearner):
         super().__init__(config, settings)
         self.buffer = ReplayBuffer(
             self.settings.buffer_size, (self.config.image_height, self.config.image_width, 3),
-            self.config.num_sensors, self.config.num_distances, seed=self.settings.seed)
+            self.config.num_sensors, self.config.num_distances, seed=self.settings.seed,
+            positive_sample_fraction=self.settings.positive_sample_fraction)
         self._rng = np.random.default_rng(self.settings.seed)
         # Serialises everything that touches the training model and optimiser.
         self._train_lock = threading.RLock()

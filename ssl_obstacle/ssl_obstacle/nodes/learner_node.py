@@ -67,6 +67,8 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     'train_nice': (0, 'niceness the training process adds to itself (0 = same priority; '
                       'higher favours prediction but starves training on a saturated CPU)'),
     'train_threads': (1, 'torch intra-op threads of training'),
+    'positive_sample_fraction': (0.5, 'least share of frames with an obstacle cell in a '
+                                      'batch (0 = sample the buffer as it is)'),
     'labeled_queue_size': (2000, 'labeled frames waiting to be scored and stored (about 16 kB '
                                  'each); beyond it the newest are dropped and counted'),
 }
@@ -90,7 +92,8 @@ class LearnerNode(Node):
             max_updates_per_second=float(values['max_updates_per_second']),
             buffer_size=int(values['buffer_size']), min_buffer=int(values['min_buffer']),
             device=str(values['device']), seed=int(values['seed']),
-            train_nice=int(values['train_nice']), train_threads=int(values['train_threads']))
+            train_nice=int(values['train_nice']), train_threads=int(values['train_threads']),
+            positive_sample_fraction=float(values['positive_sample_fraction']))
         trainer = str(values['trainer'])
         if trainer not in ('process', 'thread'):
             raise ValueError(f"trainer must be 'process' or 'thread', got {trainer!r}")
