@@ -67,7 +67,7 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     'train_nice': (0, 'niceness the training process adds to itself (0 = same priority; '
                       'higher favours prediction but starves training on a saturated CPU)'),
     'train_threads': (1, 'torch intra-op threads of training'),
-    'positive_sample_fraction': (0.5, 'least share of frames with an obstacle cell in a '
+    'positive_sample_fraction': (0.0, 'least share of frames with an obstacle cell in a '
                                       'batch (0 = sample the buffer as it is)'),
     'labeled_queue_size': (2000, 'labeled frames waiting to be scored and stored (about 16 kB '
                                  'each); beyond it the newest are dropped and counted'),
