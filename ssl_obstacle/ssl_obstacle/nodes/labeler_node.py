@@ -13,13 +13,14 @@ import queue
 import threading
 from typing import Any, Callable
 
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray
 from nav_msgs.msg import Odometry
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, qos_profile_sensor_data, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image, LaserScan, Range
 from ssl_obstacle_msgs.msg import LabeledFrame
 
+from .diagnostics import diagnostic_array
 from .rate_limited_log import RateLimitedLog
 from .runtime import declare_parameters, run_nodes, wall_timer
 from ..core.labeler import Outcome
@@ -243,25 +244,12 @@ class LabelerNode(Node):
     def _publish_status(self) -> None:
         values = self.status_values()
         stale = self.stale_streams()
-        status = DiagnosticStatus()
-        status.name = f'{self.get_fully_qualified_name()}: labeling'
-        status.hardware_id = self.get_namespace()
-        if stale:
-            status.level = DiagnosticStatus.WARN
-            status.message = f'stale: {", ".join(stale)}'
-        elif values['bad_inputs']:
-            status.level = DiagnosticStatus.WARN
-            status.message = f'{values["bad_inputs"]} bad input(s) ignored'
-        else:
-            status.level = DiagnosticStatus.OK
-            status.message = 'labeling'
-        status.message += (f'; {values["frames_labeled"]} labeled of {values["frames_in"]} '
-                           'frames')
-        status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
-        status.values.append(KeyValue(key='stale', value=','.join(stale)))
-        array = DiagnosticArray()
-        array.header.stamp = self.get_clock().now().to_msg()
-        array.status = [status]
+        problems = [f'stale: {", ".join(stale)}'] if stale else []
+        if values['bad_inputs']:
+            problems.append(f'{values["bad_inputs"]} bad input(s) ignored')
+        array = diagnostic_array(
+            self, 'labeling', {**values, 'stale': ','.join(stale)}, problems,
+            f'{values["frames_labeled"]} labeled of {values["frames_in"]} frames')
         self._diagnostics.publish(array)
 
     # ------------------------------------------------------------------ shutdown

@@ -19,7 +19,7 @@ import queue
 import threading
 from typing import Any
 
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
@@ -29,6 +29,7 @@ from std_msgs.msg import Header
 from std_srvs.srv import SetBool, Trigger
 from visualization_msgs.msg import MarkerArray
 
+from .diagnostics import diagnostic_array
 from .labeler_node import LABELED_FRAMES_QOS
 from .rate_limited_log import RateLimitedLog
 from .runtime import declare_parameters, run_nodes, wall_timer
@@ -285,9 +286,9 @@ class LearnerNode(Node):
         self._status.publish(status_msg(header, status, self.distances))
         if status.error:
             self._log_bad('trainer', f'training stopped: {status.error}')
-        self._diagnostics.publish(self._diagnostic_array(header, status))
+        self._diagnostics.publish(self._diagnostic_array(status))
 
-    def _diagnostic_array(self, header: Header, status: Any) -> DiagnosticArray:
+    def _diagnostic_array(self, status: Any) -> DiagnosticArray:
         """Report every counter, and WARN when frames were dropped, bad or training stopped."""
         values = {**self.counters, 'updates': status.updates,
                   'labeled_frames': status.labeled_frames,
@@ -297,14 +298,9 @@ class LearnerNode(Node):
                     for k in ('labeled_dropped', 'bad_inputs', 'checkpoint_errors') if values[k]]
         if status.error:
             problems.insert(0, f'training stopped: {status.error}')
-        diagnostic = DiagnosticStatus(
-            name=f'{self.get_fully_qualified_name()}: learning',
-            hardware_id=self.get_namespace(),
-            level=DiagnosticStatus.WARN if problems else DiagnosticStatus.OK,
-            message='; '.join(problems) or f'{status.updates} updates on '
-                                           f'{status.labeled_frames} labeled frames',
-            values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
-        return DiagnosticArray(header=header, status=[diagnostic])
+        return diagnostic_array(self, 'learning', values, problems,
+                                f'{status.updates} updates on {status.labeled_frames} '
+                                'labeled frames')
 
     def close(self) -> None:
         """Stop training and prediction; write a final checkpoint; end the trainer."""

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import LaserScan, Range
 
+from .diagnostics import diagnostic_array
 from .rate_limited_log import RateLimitedLog
 from .runtime import declare_parameters, run_nodes, wall_timer
 from ..core.thymio import PROXIMITY_FIELD_OF_VIEW, PROXIMITY_MAX_RANGE, SENSOR_NAMES
@@ -97,20 +98,9 @@ class ScanToRangeNode(Node):
 
     def _publish_status(self) -> None:
         values = self.status_values()
-        status = DiagnosticStatus()
-        status.name = f'{self.get_fully_qualified_name()}: scan to range'
-        status.hardware_id = self.get_namespace()
-        if values['bad_inputs']:
-            status.level = DiagnosticStatus.WARN
-            status.message = f'{values["bad_inputs"]} bad scan(s) dropped'
-        else:
-            status.level = DiagnosticStatus.OK
-            status.message = 'converting'
-        status.message += f'; {values["ranges_out"]} ranges from {values["scans_in"]} scans'
-        status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
-        msg = DiagnosticArray()
-        msg.header.stamp = self.get_clock().now().to_msg()
-        msg.status = [status]
+        problems = [f'{values["bad_inputs"]} bad scan(s) dropped'] if values['bad_inputs'] else []
+        msg = diagnostic_array(self, 'scan to range', values, problems,
+                               f'{values["ranges_out"]} ranges from {values["scans_in"]} scans')
         self._diagnostics.publish(msg)
 
 
