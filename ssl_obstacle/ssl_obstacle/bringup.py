@@ -57,6 +57,11 @@ SETUPS: dict[str, Setup] = {
         'sim', 'sim.yaml', 'sim.launch.py', ('simulator', 'labeler'),
         (('explorer', True), ('learner', True)), sim_time=True, clock_sources=('simulator',),
         summary='the built-in simulated world, driven by the explorer'),
+    'gazebo': Setup(
+        'gazebo', 'gazebo.yaml', 'gazebo.launch.py', ('scan_to_range', 'labeler'),
+        (('explorer', True), ('learner', True)), sim_time=True,
+        summary='our nodes for a robot in Gazebo (gazebo.launch.py also starts gz-sim and '
+                'ros_gz_bridge)'),
     'replay': Setup(
         'replay', 'replay.yaml', 'replay.launch.py', ('labeler',), (('learner', True),),
         sim_time=True,
@@ -209,9 +214,10 @@ def plan_from_launch_arguments(setup: str, values: Mapping[str, str]) -> Plan:
     return make_plan(args)
 
 
-def launch_description(setup: str, arguments: Sequence[tuple[str, str, str]]) -> Any:
+def launch_description(setup: str, arguments: Sequence[tuple[str, str, str]],
+                       actions: Sequence[Any] = ()) -> Any:
     """
-    Build a launch file's description: its arguments, then the plan's nodes.
+    Build a launch file's description: its arguments, other ``actions``, the plan's nodes.
 
     ``arguments`` are ``(name, default, description)``; each launch file lists its own, so
     ``ros2 launch … --show-args`` documents them. Imports ``launch`` here, not at the top:
@@ -233,7 +239,7 @@ def launch_description(setup: str, arguments: Sequence[tuple[str, str, str]]) ->
 
     return LaunchDescription(
         [DeclareLaunchArgument(name, default_value=default, description=text)
-         for name, default, text in arguments] + [OpaqueFunction(function=nodes)])
+         for name, default, text in arguments] + [*actions, OpaqueFunction(function=nodes)])
 
 
 def ros_arguments(plan: Plan, extra: Sequence[str] = ()) -> list[str]:

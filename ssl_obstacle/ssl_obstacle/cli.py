@@ -137,7 +137,7 @@ def _add_up(subparsers: argparse._SubParsersAction) -> None:
     from . import bringup
 
     parser = subparsers.add_parser(
-        'up', help='bring up thymio, sim or replay as the launch files do (no ros2 launch)',
+        'up', help='bring up thymio, sim, gazebo or replay as the launch files do',
         description='Start the nodes of launch/<setup>.launch.py in this process with the same '
                     'parameter files (config/labeler.yaml, then config/<setup>.yaml) and the '
                     'same options. Arguments after "--ros-args" go to ROS unchanged.')

@@ -9,7 +9,6 @@ built-in simulator, and the parameter file by loading it into the real nodes.
 
 from __future__ import annotations
 
-import ast
 import importlib
 import math
 import pathlib
@@ -269,29 +268,35 @@ def test_bridged_ros_topics_and_types_follow_the_design_and_the_built_in_simulat
 
 
 # ---------------------------------------------------------------------------- launch
-def test_launch_file_declares_its_arguments_and_uses_installed_files():
-    tree = ast.parse(LAUNCH.read_text())
-    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)]
+def test_launch_file_starts_gazebo_the_bridge_and_our_nodes_on_sim_time(monkeypatch):
+    from test_launch_files import launch_plan, load_launch_file, resolve
 
-    def name(call):
-        return getattr(call.func, 'id', getattr(call.func, 'attr', None))
-
-    declared = {ast.literal_eval(c.args[0]) for c in calls if name(c) == 'DeclareLaunchArgument'}
-    assert {'world', 'namespace', 'learner', 'explorer', 'gui', 'params'} <= declared
-    nodes = {}
-    for call in (c for c in calls if name(c) == 'Node'):
-        kwargs = {k.arg: k.value for k in call.keywords}
-        nodes[ast.literal_eval(kwargs['executable'])] = (ast.literal_eval(kwargs['package']),
-                                                         kwargs)
-    assert nodes['parameter_bridge'][0] == 'ros_gz_bridge'
-    for executable in ('scan_to_range', 'labeler', 'explorer', 'learner'):
-        package, kwargs = nodes[executable]
-        assert package == 'ssl_obstacle' and executable in node_names()
-        assert 'namespace' in kwargs and 'parameters' in kwargs
-    strings = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant)
-               and isinstance(n.value, str)}
-    assert {'ros_gz_sim', 'gz_sim.launch.py', 'gz_args', 'config_file', 'use_sim_time',
-            'ssl_arena.sdf', 'gazebo.yaml', 'gazebo_bridge.yaml'} <= strings
+    declared, nodes = launch_plan(LAUNCH, monkeypatch, namespace='thymio10')
+    assert {'world', 'namespace', 'learner', 'explorer', 'gui', 'params',
+            'bridge_config'} <= set(declared)
+    by_executable = {n['executable']: n for n in nodes}
+    bridge = by_executable.pop('parameter_bridge')
+    assert bridge['package'] == 'ros_gz_bridge' and bridge['namespace'] == 'thymio10'
+    assert set(bridge['overrides']) == {'config_file', 'use_sim_time'}
+    assert bridge['overrides']['use_sim_time'] is True
+    assert bridge['overrides']['config_file'].endswith(
+        'share/ssl_obstacle/config/gazebo_bridge.yaml')
+    assert set(by_executable) == {'scan_to_range', 'labeler', 'explorer', 'learner'}
+    assert set(by_executable) <= node_names()
+    for node in by_executable.values():
+        assert node['package'] == 'ssl_obstacle' and node['namespace'] == 'thymio10'
+        assert node['files'] == ['labeler.yaml', 'gazebo.yaml']
+        assert node['overrides'].get('use_sim_time') is True
+    # gz-sim itself: ros_gz_sim's launch file with the world, GUI or server only
+    description = load_launch_file(LAUNCH, monkeypatch).generate_launch_description()
+    includes = [e for e in description.args[0] if type(e).__name__ == 'IncludeLaunchDescription']
+    assert len(includes) == 2
+    context = dict(declared)
+    gz_args = {resolve(dict(e.kwargs['launch_arguments'])['gz_args'], context)
+               for e in includes}
+    assert gz_args == {'-r ' + declared['world'], '-r -s ' + declared['world']}
+    assert all(e.args[0].args[0].endswith('gz_sim.launch.py') for e in includes)
+    assert declared['world'].endswith('worlds/ssl_arena.sdf')
     assert (PACKAGE_DIR / 'worlds' / 'ssl_arena.sdf').is_file() and BRIDGE.is_file()
 
 
