@@ -24,7 +24,7 @@ from typing import Any, Sequence
 
 from tqdm import tqdm
 
-from .io.bag_player import (bag_connections, bag_time_range, DEFAULT_CLOCK_HZ, loop_period,
+from .io.bag_player import (bag_connections, DEFAULT_CLOCK_HZ, loop_period,
                             normalize_namespace, parse_rate, parse_remap, passes, plan_topics,
                             play, PlayStats, read_pass, resolve, schedule, Timeline,
                             topic_counts, TopicPlan)
@@ -171,7 +171,7 @@ def replay(bag: BagReader, plans: Sequence[TopicPlan], args: argparse.Namespace,
 
     from .nodes.bag_player_node import BagPlayerNode
 
-    first, last, count = bag_time_range(bag)
+    first, last, count = bag.time_range()
     context = Context()
     _init_context(context)
     node = None

@@ -33,7 +33,7 @@ import re
 import time
 from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple, Sequence
 
-from .bags import BagError, BagReader
+from .bags import BagReader
 
 #: Topics that stay where they are under ``--namespace`` (nodes use them by absolute name).
 GLOBAL_TOPICS = frozenset({'/clock', '/tf', '/tf_static', '/rosout', '/parameter_events',
@@ -155,23 +155,7 @@ class PlayMessage(NamedTuple):
 
 def bag_connections(bag: BagReader) -> list[tuple[str, str, int]]:
     """Return ``(topic, msgtype, message count)`` of every connection of the bag."""
-    return [(c.topic, c.msgtype, int(c.msgcount))
-            for c in bag._reader.connections]  # noqa: SLF001 - see bag_time_range
-
-
-def bag_time_range(bag: BagReader) -> tuple[int, int, int]:
-    """Return the bag's ``(first, last, message count)`` from its index or summary."""
-    reader = bag._reader  # noqa: SLF001 - BagReader does not expose the index times yet
-    try:
-        start, end, count = int(reader.start_time), int(reader.end_time), \
-            int(reader.message_count)
-    except Exception as error:  # rosbags raises various errors on a damaged index
-        raise BagError(f'cannot read the time range of bag {str(bag.path)!r}: {error}') \
-            from error
-    # rosbags reports end_time as one past the last message (and a huge start for no data)
-    if count == 0 or end <= start:
-        return start, start, count
-    return start, end - 1, count
+    return [(c.topic, c.msgtype, int(c.msgcount)) for c in bag.all_connections]
 
 
 def read_pass(bag: BagReader, plans: Sequence[TopicPlan],
@@ -183,8 +167,7 @@ def read_pass(bag: BagReader, plans: Sequence[TopicPlan],
     so reading overlaps the waits between messages. A damaged bag raises :class:`BagError`.
     """
     by_key = {(plan.bag_topic, plan.msgtype): plan for plan in plans}
-    connections = [c for c in bag._reader.connections  # noqa: SLF001 - see bag_time_range
-                   if (c.topic, c.msgtype) in by_key]
+    connections = [c for c in bag.all_connections if (c.topic, c.msgtype) in by_key]
     if not connections:
         return
     for connection, stamp, data in bag.messages(connections, prefetch):

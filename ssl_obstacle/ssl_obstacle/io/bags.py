@@ -237,6 +237,27 @@ class BagReader:
         """Topic → message type (None if a topic was recorded with several types)."""
         return {name: info.msgtype for name, info in self._reader.topics.items()}
 
+    @property
+    def all_connections(self) -> list[Any]:
+        """Every connection of the bag (topic, msgtype, msgcount …), in storage order."""
+        return list(self._reader.connections)
+
+    def time_range(self) -> tuple[int, int, int]:
+        """
+        Return ``(first, last, message count)`` from the bag's index or summary (ns).
+
+        rosbags reports the end as one past the last message and a huge start for an empty
+        bag; both are normalised here. A damaged index raises :class:`BagError`.
+        """
+        try:
+            start, end = int(self._reader.start_time), int(self._reader.end_time)
+            count = int(self._reader.message_count)
+        except Exception as error:  # noqa: BLE001 - rosbags raises various errors here
+            raise BagError(self._explain('cannot read the time range of', error)) from error
+        if count == 0 or end <= start:
+            return start, start, count
+        return start, end - 1, count
+
     def connections(self, streams: Iterable[Stream]) -> list[tuple[Any, Stream]]:
         """Return the bag's connections that carry ``streams``, each with its stream."""
         by_topic = {stream.topic: stream for stream in streams}
