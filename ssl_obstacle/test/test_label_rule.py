@@ -460,6 +460,24 @@ def test_time_jump_backwards_resets_and_labeling_resumes(poll_every):
     assert_labels(results[1], grid([0, 1]), counts([1, 1]))
 
 
+def test_stragglers_of_the_old_run_do_not_restart_the_new_one_again():
+    # A bag starts over; messages of the old run on other topics are still in flight and
+    # arrive after the first message of the new run. They are late, not a second restart.
+    labeler = Labeler(LabelParams())
+    feed(labeler, [*stationary(10.0), frame(9.5)])
+    assert labeler.add_frame(ns(1.0)) is Outcome.RESET
+    assert labeler.add_reading(ns(9.9), 'right', False) is Outcome.LATE
+    assert labeler.add_frame(ns(9.95)) is Outcome.LATE
+    assert labeler.add_odometry(ns(9.97), 0.0, 0.0, 0.0) is Outcome.LATE
+    assert labeler.newest_stamp == ns(1.0)
+    assert labeler.add_reading(ns(1.05), 'right', False) is Outcome.ACCEPTED
+    assert labeler.add_odometry(ns(1.0), 0.0, 0.0, 0.0) is Outcome.ACCEPTED
+    assert labeler.add_frame(ns(1.1)) is Outcome.ACCEPTED
+    assert labeler.counters.resets == 1
+    assert (labeler.counters.frames_late, labeler.counters.readings_late,
+            labeler.counters.odometry_late) == (1, 1, 1)
+
+
 def test_a_lagging_stream_is_late_not_a_restart():
     # The camera runs 3 s behind odometry (a slow driver or a skewed clock): its frames are
     # late, but it never goes back within itself, so nobody's work is wiped.

@@ -178,6 +178,9 @@ class Labeler:
         self._ready_tallies: list[np.ndarray] = []
         self._ready_poses: list[np.ndarray] = []
         self._ready_frames: list[tuple[int, Any, str]] = []
+        #: Newest stamp before the last restart: messages of the old run still in flight
+        #: (other topics, delivered late) are recognised by it and rejected as late.
+        self._before_reset: int | None = None
         self._reset_state()
 
     # ------------------------------------------------------------------ state
@@ -219,6 +222,12 @@ class Labeler:
     def _admit(self, stamp: int, stream: Any) -> Outcome | None:
         """Handle time going backwards; return ``Outcome.RESET`` when the stream restarted."""
         newest = self._newest
+        if (self._before_reset is not None and newest is not None
+                and newest + self._jump < stamp <= self._before_reset):
+            # A straggler from before the restart: taking it would raise ``newest`` back
+            # into the old run, and the new run's next message would look like a second
+            # restart, dropping what the new run had collected.
+            return Outcome.LATE
         last = self._stream_last.get(stream)
         if last is None or stamp > last:
             self._stream_last[stream] = stamp
@@ -234,6 +243,7 @@ class Labeler:
             self._advance()
             self.counters.resets += 1
             self.counters.dropped_on_reset += self.reset()
+            self._before_reset = newest
             self._newest = stamp
             self._stream_last[stream] = stamp
             return Outcome.RESET
@@ -271,7 +281,7 @@ class Labeler:
             self.counters.bad_values += 1
             return Outcome.BAD_VALUE
         admitted = self._admit(stamp, _ODOMETRY_STREAM)
-        if self._is_late(stamp):
+        if admitted is Outcome.LATE or self._is_late(stamp):
             self.counters.odometry_late += 1
             return Outcome.LATE
         if not self._history.insert(stamp, (x, y, yaw)):
@@ -283,7 +293,7 @@ class Labeler:
     def add_frame(self, stamp: int, payload: Any = None) -> Outcome:
         """Add a camera frame; ``payload`` (e.g. the resized image) is returned with its labels."""
         admitted = self._admit(stamp, _CAMERA_STREAM)
-        if self._is_late(stamp):
+        if admitted is Outcome.LATE or self._is_late(stamp):
             self.counters.frames_late += 1
             return Outcome.LATE
         if stamp in self._waiting_frame_stamps or stamp in self._buffer:
@@ -305,7 +315,7 @@ class Labeler:
             return Outcome.BAD_VALUE
         admitted = self._admit(stamp, sensors)
         key = stamp + self._past
-        if self._is_late(key):
+        if admitted is Outcome.LATE or self._is_late(key):
             self.counters.readings_late += len(sensors)
             return Outcome.LATE
         self.counters.readings_in += len(sensors)
