@@ -249,6 +249,37 @@ def test_ground_truth_body_overlap_makes_whole_columns_ones():
     assert not grid[:, :27].any()
 
 
+def body_hits_on_the_way(world: World, pose: np.ndarray, distance: float) -> bool:
+    """Whether the body overlaps anything at some point of the straight path to distance."""
+    for d in np.arange(0.0, distance + 1e-9, 0.001):
+        ahead = compose(pose, np.array([d, 0.0, 0.0]))
+        centre = ahead[:2] + BODY_OFFSET * np.array([math.cos(ahead[2]), math.sin(ahead[2])])
+        if footprint_overlaps(world, centre[None], BODY_RADIUS)[0]:
+            return True
+    return False
+
+
+def test_ground_truth_behind_a_thin_wall_is_obstacle_not_free():
+    # A wall too low for the sensors, face at 0.105 m, 2 cm thick: the body (radius 0.06,
+    # 0.03 ahead) overlaps it from d = 0.015 to d = 0.155; from 0.16 on it would stand
+    # behind the wall with nothing in sight. Driving ahead it never gets there: the wall
+    # stops it, so those cells are 1 too.
+    world = wall_world(0.105, height=0.02)
+    behind = compose(np.zeros(3), np.array([0.2, 0.0, 0.0]))
+    centre = behind[:2] + np.array([BODY_OFFSET, 0.0])
+    assert not footprint_overlaps(world, centre[None], BODY_RADIUS)[0]
+    assert not (ideal_readings(world, behind) > 0).any()
+    grid = label_grid(world, (0.0, 0.0, 0.0))
+    assert grid[:, DEFAULT_DISTANCES.index(0.02):].all()
+    assert not grid[:, :DEFAULT_DISTANCES.index(0.02)].any()
+
+
+def test_ground_truth_path_is_checked_between_sparse_distances():
+    # Only 0 and 0.25 m are asked for; the wall lies between them and must still count.
+    grid = label_grid(wall_world(0.10, height=0.02), (0.0, 0.0, 0.0), distances=(0.0, 0.25))
+    np.testing.assert_array_equal(grid, np.repeat([[0.0, 1.0]], len(SENSOR_NAMES), axis=0))
+
+
 def test_ground_truth_is_the_same_for_the_scene_moved_with_the_robot():
     pose = np.array([0.3, -0.2, -2.0])
     centre = compose(pose, np.array([GRID_WALL + 0.01, 0.0, 0.0]))
@@ -271,9 +302,7 @@ def test_ground_truth_agrees_with_ideal_readings_at_every_distance():
         grid = label_grid(world, pose)
         for column, d in enumerate(DEFAULT_DISTANCES):
             ahead = compose(pose, np.array([d, 0.0, 0.0]))
-            centre = ahead[:2] + BODY_OFFSET * np.array([math.cos(ahead[2]),
-                                                         math.sin(ahead[2])])
-            if footprint_overlaps(world, centre[None], BODY_RADIUS)[0]:
+            if body_hits_on_the_way(world, pose, d):
                 assert grid[:, column].all()
             else:
                 expected = ideal_readings(world, ahead) > 0
