@@ -12,8 +12,13 @@ this machine at times): each run prints the load average, p50/p99/max latency, f
 predicted vs sent (the rest were replaced by newer frames: newest-only prediction),
 training updates per second alongside, and resident memory of the learner's processes.
 
+``--node relay`` puts a node that answers each camera frame at once, inside its callback,
+with a constant prediction in the learner's place: the floor that DDS, rclpy and this
+machine set before any learning code runs.
+
 Run: scripts/with_env.sh python benchmarks/bench_learner.py [--seconds 30] [--repeat 3]
      [--param trainer=thread] [--switch-interval 0.005] [--no-train] [--driver inprocess]
+     [--node relay]
 """
 
 from __future__ import annotations
@@ -33,9 +38,11 @@ from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 from ssl_obstacle.core.labeler import LabeledResult
 from ssl_obstacle.core.params import LabelParams
+from ssl_obstacle.io.learner_messages import prediction_msg
 from ssl_obstacle.io.messages import labeled_frame_msg, rgb_to_image_msg, time_from_ns
 from ssl_obstacle.nodes.labeler_node import LABELED_FRAMES_QOS
 from ssl_obstacle_msgs.msg import LabeledFrame, ObstaclePrediction
@@ -140,6 +147,38 @@ class Driver(Node):
         return time.monotonic() - start
 
 
+class Relay(Node):
+    """
+    The latency floor: a constant prediction published from the camera callback itself.
+
+    Subscribes and publishes like the learner (same topics and QoS) but does no work, so
+    what it measures is the camera driver's publish, DDS both ways and rclpy's executor on
+    this machine at this moment.
+    """
+
+    def __init__(self, context: Context) -> None:
+        super().__init__('bench_relay', context=context)
+        self.params = LabelParams()
+        self.probabilities = np.full((len(self.params.sensor_names),
+                                      len(self.params.distances)), 0.5, np.float32)
+        self.publisher = self.create_publisher(ObstaclePrediction, 'ssl/predictions', 10)
+        self.create_subscription(Image, 'camera/image_raw', self._on_camera,
+                                 qos_profile_sensor_data)
+        self.create_subscription(LabeledFrame, 'ssl/labeled_frames', lambda _msg: None,
+                                 LABELED_FRAMES_QOS)
+
+    def _on_camera(self, msg: Image) -> None:
+        self.publisher.publish(prediction_msg(msg.header, self.params.sensor_names,
+                                              self.params.distances, self.probabilities, 0))
+
+
+def progress(node: Node) -> tuple[int, int]:
+    """Return (training updates, stale frames replaced) so far; zero for the relay."""
+    if isinstance(node, Relay):
+        return 0, 0
+    return node.learner.updates, node.counters['stale_dropped']
+
+
 def summarise(latencies: list[float], sent: int) -> dict[str, Any]:
     """Return latency percentiles (ms) and counts."""
     values = np.asarray(latencies, dtype=np.float64)
@@ -202,8 +241,7 @@ def measure_with_process(args: argparse.Namespace, learner: Any) -> dict[str, An
     for line in process.stdout:
         line = line.strip()
         if line in ('start', 'end'):
-            marks[line] = (time.monotonic(), learner.learner.updates,
-                           learner.counters['stale_dropped'])
+            marks[line] = (time.monotonic(), *progress(learner))
         elif line.startswith('{'):
             result = json.loads(line)
     process.wait(timeout=30)
@@ -221,16 +259,16 @@ def measure_in_process(args: argparse.Namespace, learner: Any, context: Context,
     time.sleep(args.warmup)
     driver.latencies.clear()
     sent0, driver.sent = driver.sent, 0
-    updates0, stale0 = learner.learner.updates, learner.counters['stale_dropped']
+    updates0, stale0 = progress(learner)
     driver.measuring = True
     elapsed = driver.stream(args.seconds, args.camera_hz)
-    updates = learner.learner.updates - updates0
+    updates = progress(learner)[0] - updates0
     time.sleep(0.5)
     driver.measuring = False
     result = summarise(driver.latencies, driver.sent)
     driver.sent += sent0
     result['updates_per_second'] = updates / elapsed
-    result['stale'] = learner.counters['stale_dropped'] - stale0
+    result['stale'] = progress(learner)[1] - stale0
     return result
 
 
@@ -250,6 +288,8 @@ def main() -> None:
     parser.add_argument('--no-train', action='store_true',
                         help='pause training: the latency floor')
     parser.add_argument('--driver', choices=('process', 'inprocess'), default='process')
+    parser.add_argument('--node', choices=('learner', 'relay'), default='learner',
+                        help='relay: no learner, the transport floor')
     parser.add_argument('--role', choices=('bench', 'driver'), default='bench',
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -263,9 +303,12 @@ def main() -> None:
         sys.setswitchinterval(args.switch_interval)
     context = Context()
     rclpy.init(context=context)
-    learner = LearnerNode(context=context, parameter_overrides=learner_overrides(args))
-    if args.no_train:
-        learner.learner.pause()
+    if args.node == 'relay':
+        learner: Any = Relay(context)
+    else:
+        learner = LearnerNode(context=context, parameter_overrides=learner_overrides(args))
+        if args.no_train:
+            learner.learner.pause()
     nodes: list[Node] = [learner]
     driver = None
     if args.driver == 'inprocess':
@@ -278,6 +321,8 @@ def main() -> None:
         threading.Thread(target=executor.spin, daemon=True).start()
         executors.append(executor)
     settings = ', '.join(args.param) or 'defaults'
+    if args.node == 'relay':
+        settings = 'none, a relay answers each frame in its callback'
     print(f'{os.cpu_count()} cores; learner: {settings}; switch interval '
           f'{sys.getswitchinterval() * 1000:g} ms; training '
           f'{"paused" if args.no_train else "on"}; driver {args.driver}; camera '
@@ -301,7 +346,8 @@ def main() -> None:
     finally:
         for executor in executors:
             executor.shutdown()
-        learner.close()
+        if not isinstance(learner, Relay):
+            learner.close()
         learner.destroy_node()
         if driver is not None:
             driver.destroy_node()
