@@ -137,6 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     # Frames without a known cell carry no gradient; the learner does not store them either.
     usable = ~np.isnan(labels).all(axis=(1, 2))
     frames = Frames(images[usable], labels[usable])
+    completion = demo.learner.label_completion
+    if completion is not None:  # offline trains on the targets the online learner trained on
+        frames = Frames(frames.images, completion(frames.labels))
     evicted = int(demo.learner.buffer.counters()['evicted'])
     figures: dict[str, Any] = {
         'online': {**summary(report), 'updates': int(status.updates),
@@ -148,7 +151,9 @@ def main(argv: list[str] | None = None) -> int:
                      'heldout_world': args.heldout_world, 'heldout_seed': args.seed + 1000,
                      'heldout_minutes': args.heldout_minutes,
                      'appearance_period': args.appearance_period,
-                     'updates_per_second': args.updates_per_second},
+                     'updates_per_second': args.updates_per_second,
+                     'implied_blocking': completion is not None,
+                     'learner_params': list(args.learner_param)},
         'conditions_before': before,
     }
     if evicted:

@@ -280,7 +280,9 @@ class Demo:
                          'heldout_minutes': args.heldout_minutes,
                          'real_time_factor': args.real_time_factor,
                          'appearance_period': args.appearance_period,
-                         'updates_per_second': args.updates_per_second},
+                         'updates_per_second': args.updates_per_second,
+                         'learner': {name: value for name, value in learner.values.items()
+                                     if name != 'checkpoint_path'}},
             'training': {'updates': status.updates, 'labeled_frames': status.labeled_frames,
                          'running_auc': status.auc, 'collisions': collisions,
                          'appearance_changes': self.appearance_changes,

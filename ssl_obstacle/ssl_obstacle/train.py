@@ -27,6 +27,7 @@ import h5py
 import numpy as np
 
 from . import __version__
+from .core.blocking import BlockedCompletion, describe
 from .core.dataset import read_dataset
 
 if TYPE_CHECKING:  # torch loads in 2-3 s: only when training, not for every ssl-obstacle run
@@ -307,6 +308,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--max-seconds', type=float, default=None,
                         help='stop after this many seconds of training (default: no limit)')
     parser.add_argument('--no-augment', action='store_true', help='train on the frames as is')
+    parser.add_argument('--no-implied-blocking', action='store_true',
+                        help='train on the observed labels only, not also on the cells '
+                             'beyond an obstacle the centre sensor saw (as the online '
+                             'learner does by default; validation always uses observed ones)')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--device', default='cpu', help="torch device, e.g. 'cpu' or 'cuda'")
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
@@ -341,6 +346,8 @@ def run(args: argparse.Namespace) -> int:
         train_ranges, val_ranges = split_by_file(infos, args.val_fraction)
         train = load_frames(infos, train_ranges)
         val = load_frames(infos, val_ranges) if val_ranges else None
+        if not args.no_implied_blocking:
+            train = with_implied_blocking(train, infos[0])
         print(f'training on {len(train)} frames, validating on {len(val) if val else 0} '
               f'({", ".join(f"{os.path.basename(p)}[{s}:{e}]" for p, s, e in val.sources)})'
               if val else f'training on {len(train)} frames, no validation')
@@ -370,6 +377,18 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def with_implied_blocking(frames: Frames, info: FileInfo) -> Frames:
+    """Return the frames with the unknown cells a sighting implies filled (core/blocking.py)."""
+    completion = BlockedCompletion(info.sensor_names, info.distances)
+    if not completion.active:
+        return frames
+    labels = completion(frames.labels)
+    added = int(np.isnan(frames.labels).sum() - np.isnan(labels).sum())
+    print(f'implied blocking ({describe(completion, info.sensor_names)}): {added} cells added '
+          f'to {int(np.isfinite(frames.labels).sum())} observed')
+    return Frames(frames.images, labels, frames.sources)
+
+
 def _params(args: argparse.Namespace, info: FileInfo, result: TrainResult, train: Frames,
             val: Frames | None) -> dict[str, Any]:
     """Return what a reader of the checkpoint needs: data layout, settings and provenance."""
@@ -382,6 +401,7 @@ def _params(args: argparse.Namespace, info: FileInfo, result: TrainResult, train
         'epochs': args.epochs, 'batch_size': args.batch_size, 'lr': args.lr,
         'val_fraction': args.val_fraction, 'seed': args.seed,
         'augment': not args.no_augment, 'max_updates': args.max_updates,
+        'implied_blocking': not args.no_implied_blocking,
         'max_seconds': args.max_seconds,
         'best_val_auc': result.best_val_auc, 'best_val_loss': result.best_val_loss,
         'history': result.history,

@@ -42,6 +42,9 @@ def test_demo_runs_end_to_end_and_writes_every_file(tmp_path):
     trained_for = curve[-1]['sim_seconds'] - pacing['trainable_since_sim_seconds']
     assert report['training']['updates'] >= 3.0 * trained_for - 5
     assert report['settings']['heldout_world'] != report['settings']['world']
+    learner = report['settings']['learner']  # the learner's parameters, for provenance
+    assert learner['implied_blocking'] is True and learner['average_decay'] == 0.99
+    assert learner['batch_size'] == 64 and 'checkpoint_path' not in learner
 
     for name in ('auc_heatmap.png', 'auc_by_distance.png', 'learning_curve.png',
                  'examples.png'):

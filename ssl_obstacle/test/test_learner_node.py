@@ -135,3 +135,33 @@ def test_learner_predicts_every_frame_and_its_services_work(tmp_path, trainer):
     assert set(received) <= set(stamps) and received == sorted(received)
     assert driver.status[-1].labeled_frames == 60
     assert len(driver.status[-1].auc_by_distance) == 31
+
+
+@pytest.mark.parametrize('implied', [True, False])
+def test_a_centre_sighting_over_dds_trains_the_cells_behind_it_as_obstacles(tmp_path, implied):
+    image = np.full((64, 80, 3), 90, dtype=np.uint8)
+    labels = np.full((5, 31), np.nan, dtype=np.float32)
+    labels[:, :9] = 0.0
+    labels[2, 5] = 1.0  # the centre sensor saw something from 5 cm ahead; robot turned at 8
+    frame = LabeledResult(stamp=1_000_000_000, pose=np.zeros(3), payload=image, labels=labels,
+                          counts=np.where(np.isnan(labels), 0, 1).astype(np.uint8),
+                          reason='complete')
+    with ros_context() as context:
+        node = LearnerNode(context=context, parameter_overrides=[
+            Parameter('trainer', value='thread'), Parameter('implied_blocking', value=implied),
+            Parameter('min_buffer', value=1000), Parameter('checkpoint_path', value='')])
+        driver = Driver(context)
+        with spinning(context, node, driver):
+            wait_for_subscribers([driver.labeled])
+            driver.labeled.publish(labeled_frame_msg(frame, PARAMS.sensor_names,
+                                                     PARAMS.distances, 'camera_link'))
+            assert wait_for(lambda: len(node.learner.buffer) == 1, 10.0)
+        stored = node.learner.buffer.labels[0].copy()
+        node.close()
+        node.destroy_node()
+        driver.destroy_node()
+    np.testing.assert_array_equal(stored[:, :9], labels[:, :9])  # observed cells as sent
+    if implied:  # 0.05 + 0.132 m: from 19 cm on, every sensor
+        assert np.isnan(stored[:, 9:19]).all() and (stored[:, 19:] == 1.0).all()
+    else:
+        assert np.isnan(stored[:, 9:]).all()

@@ -13,6 +13,7 @@ import time
 
 import numpy as np
 import pytest
+from ssl_obstacle.core.checkpoint import build_model, load_checkpoint
 from ssl_obstacle.core.metrics import auc_by_distance, roc_auc
 from ssl_obstacle.core.model import ModelConfig, ObstacleNet, predict_probabilities
 from ssl_obstacle.core.online import LearnerSettings, OnlineLearner
@@ -121,6 +122,29 @@ def test_frames_without_known_cells_are_scored_but_not_stored():
     with pytest.raises(ValueError):
         learner.predict(image.astype(np.float32))
     assert learner.labeled_frames == 1
+
+
+def test_training_targets_are_completed_but_scores_use_the_observed_labels():
+    learner = OnlineLearner(CONFIG, settings())
+    seen: list[np.ndarray] = []
+
+    def fill_far(labels: np.ndarray) -> np.ndarray:
+        seen.append(labels.copy())
+        out = labels.copy()
+        out[:, -1] = 1.0
+        return out
+
+    learner.label_completion = fill_far
+    image = np.zeros((32, 40, 3), dtype=np.uint8)
+    observed = np.array([[0, 1, np.nan, np.nan]] * 3, dtype=np.float32)
+    learner.add_labeled(image, observed, 7)
+    assert len(seen) == 1
+    np.testing.assert_array_equal(seen[0], observed)
+    np.testing.assert_array_equal(learner.buffer.labels[0], [[0, 1, np.nan, 1]] * 3)
+    np.testing.assert_array_equal(learner._window_labels[0], observed)  # scored as observed
+    # A frame with nothing known is neither stored nor completed into something.
+    learner.add_labeled(image, np.full((3, 4), np.nan, np.float32), 8)
+    assert len(seen) == 1 and len(learner.buffer) == 1
 
 
 def test_no_training_below_min_buffer():
@@ -323,6 +347,76 @@ def test_state_dict_save_and_load_reproduce_predictions_and_counters(tmp_path):
     # Training goes on from the loaded state.
     fill(loaded, 64)
     assert loaded.train_steps(2) == 2 and loaded.updates == 14
+
+
+def trained_states(learner: OnlineLearner, steps: int) -> list[dict[str, torch.Tensor]]:
+    """Take single steps; return the trained (not averaged) weights after each."""
+    states = []
+    for _ in range(steps):
+        assert learner.train_steps(1) == 1
+        states.append({key: value.clone().contiguous()
+                       for key, value in learner.state_dict()['model_state'].items()})
+    return states
+
+
+def test_predictions_come_from_the_moving_average_of_the_trained_weights():
+    decay = 0.6
+    learner = OnlineLearner(CONFIG, settings(average_decay=decay))
+    fill(learner, 64)
+    states = trained_states(learner, 8)
+    # By hand: the first step's weights, then blended with the warm-up rule of the docs.
+    expected = dict(states[0])
+    for count, state in enumerate(states[1:], start=1):
+        step_decay = min(decay, (1 + count) / (10 + count))
+        expected = {key: expected[key] + (state[key] - expected[key]) * (1 - step_decay)
+                    for key in expected}
+    published = learner.snapshot().model.state_dict()
+    average = learner.state_dict()['average_state']
+    for key, value in expected.items():
+        torch.testing.assert_close(published[key].contiguous(), value, rtol=0, atol=1e-6)
+        torch.testing.assert_close(average[key].contiguous(), value, rtol=0, atol=1e-6)
+    # ...and they differ from the last step's weights, which would be the naive choice.
+    assert any(not torch.allclose(published[key], states[-1][key]) for key in published)
+
+
+def test_average_decay_zero_predicts_with_the_latest_weights():
+    learner = OnlineLearner(CONFIG, settings(average_decay=0.0))
+    fill(learner, 64)
+    last = trained_states(learner, 3)[-1]
+    published = learner.snapshot().model.state_dict()
+    for key, value in last.items():
+        torch.testing.assert_close(published[key].contiguous(), value, rtol=0, atol=0)
+    assert learner.state_dict()['average_state'] is None
+
+
+def test_a_checkpoint_keeps_both_the_trained_and_the_averaged_weights(tmp_path):
+    learner = OnlineLearner(CONFIG, settings(average_decay=0.9))
+    fill(learner, 64)
+    trained_states(learner, 6)
+    path = tmp_path / 'learner.pt'
+    learner.save(path)
+    checkpoint = load_checkpoint(path)
+    images = synthetic(np.random.default_rng(9), 10)[0]
+    # evaluate's model is the one that predicted online; averaged=False gives the other.
+    np.testing.assert_allclose(predict_probabilities(build_model(checkpoint), images),
+                               learner.predict(images), rtol=0, atol=1e-6)
+    trained = build_model(checkpoint, averaged=False).state_dict()
+    for key, value in learner.state_dict()['model_state'].items():
+        torch.testing.assert_close(trained[key], value.contiguous(), rtol=0, atol=0)
+    assert not np.allclose(predict_probabilities(build_model(checkpoint, averaged=False),
+                                                 images), learner.predict(images))
+    # Resumed, the average goes on blending as if never stopped (7th step: count 6 in the
+    # warm-up rule) rather than restarting from the trained weights.
+    resumed = OnlineLearner.from_checkpoint(path, settings(average_decay=0.9))
+    np.testing.assert_allclose(resumed.predict(images), learner.predict(images), atol=1e-6)
+    fill(resumed, 64)  # the replay buffer is not in a checkpoint
+    before = resumed.snapshot().model.state_dict()
+    state = trained_states(resumed, 1)[0]
+    after = resumed.snapshot().model.state_dict()
+    for key in state:
+        torch.testing.assert_close(after[key].contiguous(),
+                                   before[key] + (state[key] - before[key]) * (1 - 7 / 16),
+                                   rtol=0, atol=1e-6)
 
 
 def test_loading_a_checkpoint_of_another_shape_is_refused():

@@ -168,3 +168,36 @@ def test_concurrent_add_and_sample_never_tear_frames():
     counters = buffer.counters()
     assert counters['added'] == 6000 and counters['held'] == 64
     assert counters['evicted'] == 6000 - 64
+
+
+def grow_and_train(buffer: ReplayBuffer, rng: np.random.Generator) -> np.ndarray:
+    """Add 20 frames at a time and draw 10 batches of 16 after each: a run in miniature."""
+    for step in range(10):
+        for index in range(20):
+            buffer.add(*frame(step * 20 + index, positive=index % 4 == 0), step * 20 + index)
+        for _ in range(10):
+            buffer.sample(16, rng)
+    return buffer.draws[:200].copy()
+
+
+@pytest.mark.parametrize('even', [False, True])
+def test_even_exposure_trains_late_frames_about_as_often_as_early_ones(even):
+    draws = grow_and_train(make(capacity=400, even_exposure=even), np.random.default_rng(0))
+    assert draws.sum() == 10 * 10 * 16
+    first, last = draws[:40].mean(), draws[-40:].mean()
+    if even:  # 8 draws per frame on average; the last 40 had only 2 rounds to catch up
+        assert 0.6 < last / first <= 1.5
+    else:  # uniform: the first frames were drawn >10x as often as the last ones
+        assert first / last > 10.0
+
+
+def test_a_reused_slot_starts_with_no_draws_and_pools_keep_their_shares():
+    buffer = make(capacity=4, even_exposure=True, positive_sample_fraction=0.5)
+    for index in range(4):
+        buffer.add(*frame(index, positive=index == 0), index)
+    _, labels, _ = buffer.sample(400, np.random.default_rng(1))
+    positives = np.nanmax(labels, axis=(1, 2)) >= 0.5
+    assert 0.4 < positives.mean() < 0.6  # the positive share still holds
+    assert buffer.draws[:4].min() > 0
+    slot = buffer.add(*frame(9, positive=False), 9)  # evicts a negative, slot reused
+    assert buffer.draws[slot] == 0

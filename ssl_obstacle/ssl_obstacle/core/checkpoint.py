@@ -1,12 +1,13 @@
 """
 Model checkpoints: written atomically, read without running code.
 
-A checkpoint holds the model's weights, optionally the optimiser's state, counters and
-parameters, and the :class:`ModelConfig` the network was built from, as tensors and plain
-Python values only, so ``torch.load(weights_only=True)`` reads it: a checkpoint downloaded
-or shared cannot execute anything when loaded. It is written to a temporary file in the
-target's directory, flushed, fsynced and renamed over the target, so a process killed at
-any moment leaves either the previous complete checkpoint or the new one, never a mix.
+A checkpoint holds the model's weights, optionally their running average (what an online
+learner predicts with), the optimiser's state, counters and parameters, and the
+:class:`ModelConfig` the network was built from, as tensors and plain Python values only,
+so ``torch.load(weights_only=True)`` reads it: a checkpoint downloaded or shared cannot
+execute anything when loaded. It is written to a temporary file in the target's directory,
+flushed, fsynced and renamed over the target, so a process killed at any moment leaves
+either the previous complete checkpoint or the new one, never a mix.
 """
 
 from __future__ import annotations
@@ -51,9 +52,13 @@ def save_checkpoint(path: str | os.PathLike[str], model: ObstacleNet,
                     optimizer: torch.optim.Optimizer | None = None,
                     counters: Mapping[str, Any] | None = None,
                     params: Mapping[str, Any] | None = None,
-                    config: ModelConfig | None = None) -> None:
+                    config: ModelConfig | None = None,
+                    average_state: Mapping[str, torch.Tensor] | None = None) -> None:
     """
     Write a checkpoint atomically; ``config`` defaults to ``model.config``.
+
+    ``average_state``, when given, is the state of the weights' moving average: the model
+    that predicts, kept beside the weights that train (both are needed to resume).
 
     Everything is converted (and checked) before the file is opened, so a bad value fails
     without touching the disk; any failure while writing, ``KeyboardInterrupt`` included,
@@ -65,6 +70,7 @@ def save_checkpoint(path: str | os.PathLike[str], model: ObstacleNet,
         'format': FORMAT,
         'version': VERSION,
         'model_state': dict(model.state_dict()),
+        'average_state': dict(average_state) if average_state is not None else None,
         'optimizer_state': (_plain(optimizer.state_dict(), 'optimizer_state')
                             if optimizer is not None else None),
         'counters': _plain(dict(counters or {}), 'counters'),
@@ -80,7 +86,8 @@ def load_checkpoint(path: str | os.PathLike[str],
     """
     Read a checkpoint with ``torch.load(weights_only=True)``; tensors go to ``device``.
 
-    Return ``model_state``, ``optimizer_state`` (None if not saved), ``counters``,
+    Return ``model_state``, ``average_state`` and ``optimizer_state`` (None if not
+    saved), ``counters``,
     ``params`` and ``config`` (a :class:`ModelConfig`). A truncated, corrupt or foreign
     file raises :class:`CheckpointError`; a missing one ``FileNotFoundError``.
     """
@@ -107,6 +114,7 @@ def load_checkpoint(path: str | os.PathLike[str],
         raise CheckpointError(f'{path}: bad model config: {error}') from error
     return {
         'model_state': payload['model_state'],
+        'average_state': payload.get('average_state'),
         'optimizer_state': payload.get('optimizer_state'),
         'counters': dict(payload.get('counters') or {}),
         'params': dict(payload.get('params') or {}),
@@ -115,15 +123,20 @@ def load_checkpoint(path: str | os.PathLike[str],
 
 
 def build_model(checkpoint: Mapping[str, Any],
-                device: str | torch.device | None = None) -> ObstacleNet:
+                device: str | torch.device | None = None, *,
+                averaged: bool = True) -> ObstacleNet:
     """
     Return an :class:`ObstacleNet` with the checkpoint's config and weights.
 
-    The model is on ``device`` (default: where the checkpoint's tensors were loaded), in
-    eval mode; call ``train()`` to go on training it.
+    With ``averaged`` (the default) and a checkpoint that has them, the weights are the
+    moving average the online learner predicted with, so ``evaluate`` scores the model the
+    robot used; otherwise the trained weights. The model is on ``device`` (default: where
+    the checkpoint's tensors were loaded), in eval mode.
     """
     model = ObstacleNet(checkpoint['config'])
     state = checkpoint['model_state']
+    if averaged and checkpoint.get('average_state') is not None:
+        state = checkpoint['average_state']
     try:
         model.load_state_dict(state)
     except RuntimeError as error:

@@ -17,7 +17,9 @@ Three threads meet here, and each concern has its own answer:
   :class:`ModelSnapshot` and publishes it by rebinding one attribute, an atomic reference
   swap in Python. A predictor takes the reference once and runs on that snapshot to the
   end; nothing ever writes into a published snapshot, so there is no lock on the
-  prediction path and prediction never waits for a training step.
+  prediction path and prediction never waits for a training step. What is published is
+  an exponential moving average of the trained weights (``average_decay``), not the last
+  step's: one SGD step's weights jitter with its batch, the average does not.
 * **Evaluation is prequential.** Every labeled frame is first predicted by the current
   snapshot and scored against its labels, *then* added to the replay buffer: the running
   AUC is over frames the model had not trained on, an honest figure with no held-out set.
@@ -35,10 +37,11 @@ import math
 from pathlib import Path
 import threading
 import time
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
+from torch.optim.swa_utils import AveragedModel
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .metrics import auc_by_distance, roc_auc
@@ -95,6 +98,17 @@ class LearnerSettings:
     #: (bench_heldout.py, seeds 0 and 1), at 0 by -0.01 and 0.06: no worse, and the same
     #: sampling as offline. The buffer still keeps rare positives from eviction.
     positive_sample_fraction: float = 0.0
+    #: Predict with an exponential moving average of the weights, ``avg ← d·avg + (1−d)·w``
+    #: after every step, with ``d = min(average_decay, (1 + n) / (10 + n))`` at step ``n``
+    #: so the average follows quickly at first (0: predict with the latest weights). With
+    #: a constant learning rate, the weights of any single step jitter with its batch;
+    #: their average over the last ~1/(1−d) steps is steadier and usually better held out.
+    average_decay: float = 0.99
+    #: Sample each batch element as the least-drawn of a few random frames of the buffer
+    #: (:class:`~.replay.ReplayBuffer`), so every frame is trained on about equally often
+    #: however early or late it arrived, as in offline epochs. False: uniform sampling,
+    #: which over-trains the first minutes' frames and barely sees the last minute's.
+    even_exposure: bool = True
 
 
 @dataclass
@@ -194,6 +208,10 @@ class PrequentialLearner:
         self._losses: deque[float] = deque(maxlen=RECENT_LOSS_STEPS)
         self._paused = threading.Event()
         self._snapshot: ModelSnapshot
+        #: Turns a scored frame's observed labels into its training targets (e.g.
+        #: :class:`~.blocking.BlockedCompletion`); None trains on the observed labels.
+        #: Scoring always uses the observed ones.
+        self.label_completion: Callable[[np.ndarray], np.ndarray] | None = None
 
     @staticmethod
     def _resolve_device(device: str) -> torch.device:
@@ -260,8 +278,8 @@ class PrequentialLearner:
         The order is the point (prequential evaluation): the prediction is made and recorded
         in the running window before the frame enters the replay buffer, so the model has
         never trained on a frame it is scored on. Frames without any known cell are scored
-        (they change nothing) but not stored: they would carry no gradient. Returns the
-        prediction (S, D).
+        (they change nothing) but not stored: they would carry no gradient. A stored frame
+        trains on ``label_completion(labels)`` when set. Returns the prediction (S, D).
         """
         labels = np.asarray(labels, dtype=np.float32)
         shape = (self.config.num_sensors, self.config.num_distances)
@@ -276,7 +294,9 @@ class PrequentialLearner:
             self._window_count = min(self._window_count + 1, self.settings.auc_window)
             self.labeled_frames += 1
         if not np.isnan(labels).all():
-            self._store(np.asarray(image), labels, int(stamp))
+            targets = labels if self.label_completion is None else \
+                np.asarray(self.label_completion(labels), dtype=np.float32)
+            self._store(np.asarray(image), targets, int(stamp))
         return prediction
 
     def _store(self, image: np.ndarray, labels: np.ndarray, stamp: int) -> None:
@@ -349,7 +369,8 @@ class OnlineLearner(PrequentialLearner):
         self.buffer = ReplayBuffer(
             self.settings.buffer_size, (self.config.image_height, self.config.image_width, 3),
             self.config.num_sensors, self.config.num_distances, seed=self.settings.seed,
-            positive_sample_fraction=self.settings.positive_sample_fraction)
+            positive_sample_fraction=self.settings.positive_sample_fraction,
+            even_exposure=self.settings.even_exposure)
         self._rng = np.random.default_rng(self.settings.seed)
         # Serialises everything that touches the training model and optimiser.
         self._train_lock = threading.RLock()
@@ -359,11 +380,29 @@ class OnlineLearner(PrequentialLearner):
         self._error: BaseException | None = None
         self._model, self._optimizer = fresh_model(self.config, self.settings, self.resets,
                                                    self.device)
+        self._average = self._fresh_average()
         self._publish()
 
+    def _fresh_average(self) -> AveragedModel | None:
+        """Return a moving average that starts at the current weights (None when off)."""
+        decay = float(self.settings.average_decay)
+        if not 0.0 < decay < 1.0:
+            return None
+
+        def ema(average: torch.Tensor, current: torch.Tensor,
+                count: torch.Tensor) -> torch.Tensor:
+            step_decay = min(decay, (1.0 + float(count)) / (10.0 + float(count)))
+            return average + (current - average) * (1.0 - step_decay)
+
+        return AveragedModel(self._model, avg_fn=ema, use_buffers=True)
+
+    def predicting_model(self) -> ObstacleNet:
+        """Return the weights predictions come from: the moving average, or the model."""
+        return self._average.module if self._average is not None else self._model
+
     def _publish(self) -> None:
-        """Publish a frozen copy of the training model for prediction (caller holds the lock)."""
-        model = copy.deepcopy(self._model)
+        """Publish a frozen copy of the predicting weights (caller holds the lock)."""
+        model = copy.deepcopy(self.predicting_model())
         if self.settings.channels_last:
             model = model.to(memory_format=torch.contiguous_format)
         self._set_snapshot(model, self.updates)
@@ -396,6 +435,8 @@ class OnlineLearner(PrequentialLearner):
             loss = masked_bce_loss(self._model(inputs), targets)
             loss.backward()
             self._optimizer.step()
+            if self._average is not None:
+                self._average.update_parameters(self._model)
             self.updates += 1
             value = float(loss.detach())
             self._losses.append(value)
@@ -501,6 +542,7 @@ class OnlineLearner(PrequentialLearner):
             self.resets += 1
             self._model, self._optimizer = fresh_model(self.config, self.settings,
                                                        self.resets, self.device)
+            self._average = self._fresh_average()
             self._losses.clear()
             self._publish()
         self._clear_window()
@@ -530,6 +572,7 @@ class OnlineLearner(PrequentialLearner):
             return {
                 'model_state': {key: value.detach().clone()
                                 for key, value in self._model.state_dict().items()},
+                'average_state': self._average_state(),
                 'optimizer_state': copy.deepcopy(self._optimizer.state_dict()),
                 'counters': self._counters(),
                 'params': asdict(self.settings),
@@ -550,6 +593,12 @@ class OnlineLearner(PrequentialLearner):
                              f'{_config_dict(self.config)}')
         with self._train_lock:
             self._model.load_state_dict(state['model_state'])
+            self._average = self._fresh_average()
+            if self._average is not None and state.get('average_state') is not None:
+                self._average.module.load_state_dict(state['average_state'])
+                # Counted as averaging already under way: the next step blends in.
+                self._average.n_averaged.fill_(max(1, int(
+                    (state.get('counters') or {}).get('updates', 1))))
             if state.get('optimizer_state') is not None:
                 self._optimizer.load_state_dict(state['optimizer_state'])
             counters = state.get('counters') or {}
@@ -571,7 +620,14 @@ class OnlineLearner(PrequentialLearner):
         with self._train_lock:
             save_checkpoint(path, self._model, optimizer=self._optimizer,
                             counters=self._counters(), params=asdict(self.settings),
-                            config=self.config)
+                            config=self.config, average_state=self._average_state())
+
+    def _average_state(self) -> dict[str, torch.Tensor] | None:
+        """Return a copy of the moving average's weights (None when averaging is off)."""
+        if self._average is None:
+            return None
+        return {key: value.detach().clone()
+                for key, value in self._average.module.state_dict().items()}
 
     def load(self, path: str | Path) -> None:
         """Restore from a checkpoint file, loaded with ``weights_only=True``."""

@@ -107,7 +107,7 @@ class _Trainer:
 
     def publish(self, loss: float | None) -> None:
         """Send the weights of the step just taken, whole, in one message."""
-        flat = _flat_state(self.learner._model).numpy().tobytes()
+        flat = _flat_state(self.learner.predicting_model()).numpy().tobytes()
         self.send_counters('published', loss, flat)
 
     def send_counters(self, kind: str = 'counters', loss: float | None = None,

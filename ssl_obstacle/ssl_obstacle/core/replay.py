@@ -20,6 +20,16 @@ Two policies keep them:
   cells (other sensors, other distances), so cell-level balance is milder than frame-level
   balance; the over-sampling shifts the calibration of the probabilities upwards a little,
   which leaves ROC AUC, the figure the project reports, unaffected.
+* **Even exposure** (``even_exposure``, on in the learner). Drawn uniformly, a frame that
+  arrives early is sampled far more often than a late one over a run: while the buffer is
+  small every batch draws from a few frames, and the last minute's frames are barely seen
+  before the run ends (in a 10-minute demo, ~56 draws for a frame of second 10, ~0.2 for
+  one of minute 10), so the model is fitted to its first minutes. Offline training sees
+  every frame equally often (epochs). With even exposure a pool's share of a batch is its
+  least-drawn frames among ``EXPOSURE_CANDIDATES`` times as many distinct random ones:
+  frames seen less are preferred, so exposure evens out as in epochs (in a run in miniature,
+  late frames get 0.7 of the early ones' draws, against 0.06 uniformly), while the choice
+  stays random.
 
 All storage is preallocated numpy arrays indexed by slot, so memory stays flat however long
 the robot runs. One lock guards every method, because the ROS node adds frames from a
@@ -40,6 +50,8 @@ DEFAULT_POSITIVE_THRESHOLD = 0.5
 DEFAULT_MIN_POOL_FRACTION = 0.3
 #: Sample at least this share of positive-bearing frames when the buffer holds any.
 DEFAULT_POSITIVE_SAMPLE_FRACTION = 0.5
+#: With even exposure, a batch is the least-drawn of this many times as many random frames.
+EXPOSURE_CANDIDATES = 8
 
 
 class ReplayBuffer:
@@ -55,7 +67,8 @@ class ReplayBuffer:
                  num_distances: int, seed: int = 0,
                  positive_threshold: float = DEFAULT_POSITIVE_THRESHOLD,
                  min_pool_fraction: float = DEFAULT_MIN_POOL_FRACTION,
-                 positive_sample_fraction: float = DEFAULT_POSITIVE_SAMPLE_FRACTION) -> None:
+                 positive_sample_fraction: float = DEFAULT_POSITIVE_SAMPLE_FRACTION,
+                 even_exposure: bool = False) -> None:
         """
         Allocate ``capacity`` slots for images of ``image_shape`` (H, W, 3) uint8.
 
@@ -75,10 +88,13 @@ class ReplayBuffer:
         self.positive_threshold = float(positive_threshold)
         self.min_pool_fraction = float(min_pool_fraction)
         self.positive_sample_fraction = float(positive_sample_fraction)
+        self.even_exposure = bool(even_exposure)
         self.images = np.zeros((self.capacity, *self.image_shape), dtype=np.uint8)
         self.labels = np.full((self.capacity, *self.label_shape), np.nan, dtype=np.float32)
         self.stamps = np.zeros(self.capacity, dtype=np.int64)
         self.positive = np.zeros(self.capacity, dtype=bool)
+        #: How many times each slot's frame has been drawn into a batch.
+        self.draws = np.zeros(self.capacity, dtype=np.int64)
         # Insertion sequence number of each slot's frame: decides "oldest" across pools.
         self._sequence = np.zeros(self.capacity, dtype=np.int64)
         # Occupied slots of each pool, oldest first (index 1: positive-bearing). Evictions
@@ -131,6 +147,7 @@ class ReplayBuffer:
             self.labels[slot] = labels
             self.stamps[slot] = int(stamp)
             self.positive[slot] = positive
+            self.draws[slot] = 0
             self._sequence[slot] = self.added
             self._pools[int(positive)].append(slot)
             self.added += 1
@@ -159,9 +176,10 @@ class ReplayBuffer:
         """
         Return ``batch_size`` frames drawn with replacement: (images, labels, slots).
 
-        Positive-bearing frames make up about ``max(share, positive_sample_fraction)`` of
-        the batch. The arrays are copies taken under the lock, so a concurrent ``add`` never
-        tears a sampled frame. ``rng`` defaults to the buffer's own generator.
+        Positive-bearing frames make up about ``max(share, positive_sample_fraction)`` of the
+        batch; within a pool, frames are uniform or, with ``even_exposure``, the least-drawn of a
+        few random candidates. The arrays are copies taken under the lock, so a concurrent ``add``
+        never tears a sampled frame. ``rng`` defaults to the buffer's own generator.
         """
         with self._lock:
             rng = self._rng if rng is None else rng
@@ -185,8 +203,21 @@ class ReplayBuffer:
                 chosen = from_positive == flag
                 count = int(chosen.sum())
                 if count:
-                    slots[chosen] = members[rng.integers(0, members.size, size=count)]
+                    slots[chosen] = self._draw(members, count, rng)
+            np.add.at(self.draws, slots, 1)
             return self.images[slots], self.labels[slots], slots
+
+    def _draw(self, members: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+        """Return ``count`` slots of a pool: uniform, or least-drawn of random candidates."""
+        if not self.even_exposure:
+            return members[rng.integers(0, members.size, size=count)]
+        pool = min(members.size, EXPOSURE_CANDIDATES * count)
+        if pool <= count:  # a pool smaller than the batch: every frame, then uniform
+            return members[rng.integers(0, members.size, size=count)]
+        candidates = members[rng.choice(members.size, size=pool, replace=False)]
+        # The least-drawn distinct candidates; a random tie-break keeps equal counts uniform.
+        score = self.draws[candidates] + rng.random(pool)
+        return candidates[np.argpartition(score, count - 1)[:count]]
 
     def counters(self) -> dict[str, int]:
         """Return the counters: frames added, evicted, held, and positive-bearing held."""

@@ -21,6 +21,11 @@ PROXIMITY_POSES: dict[str, tuple[float, float, float]] = {
     'right': (0.063, -0.0493, -0.66323),
 }
 
+#: The body's footprint as a disc: radius and how far its centre lies ahead of
+#: ``base_link`` (the wheel axle). What collides when the robot drives ahead.
+BODY_RADIUS = 0.06
+BODY_OFFSET = 0.03
+
 #: ``sensor_msgs/Range`` limits and cone; the driver publishes ``-1.0`` for nothing seen.
 PROXIMITY_MIN_RANGE = 0.0215
 PROXIMITY_MAX_RANGE = 0.14

@@ -33,6 +33,7 @@ from .diagnostics import diagnostic_array
 from .labeler_node import LABELED_FRAMES_QOS
 from .rate_limited_log import RateLimitedLog
 from .runtime import declare_parameters, run_nodes, wall_timer
+from ..core.blocking import BlockedCompletion, describe
 from ..core.model import ModelConfig
 from ..core.online import LearnerSettings, OnlineLearner, PrequentialLearner
 from ..core.online_process import ProcessOnlineLearner
@@ -70,6 +71,13 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     'train_threads': (1, 'torch intra-op threads of training'),
     'positive_sample_fraction': (0.0, 'least share of frames with an obstacle cell in a '
                                       'batch (0 = sample the buffer as it is)'),
+    'average_decay': (0.99, 'predict with a moving average of the weights, this decay per '
+                            'step (about the last 1/(1 - decay) steps; 0 = latest weights)'),
+    'even_exposure': (True, 'train on every buffered frame about equally often (least-drawn '
+                            'of a few random frames) rather than uniformly'),
+    'implied_blocking': (True, 'also train on the cells beyond an obstacle the centre sensor '
+                               'saw: the robot could only reach them through it (see '
+                               'core/blocking.py); scoring keeps the observed labels'),
     'labeled_queue_size': (2000, 'labeled frames waiting to be scored and stored (about 16 kB '
                                  'each); beyond it the newest are dropped and counted'),
 }
@@ -94,12 +102,19 @@ class LearnerNode(Node):
             buffer_size=int(values['buffer_size']), min_buffer=int(values['min_buffer']),
             device=str(values['device']), seed=int(values['seed']),
             train_nice=int(values['train_nice']), train_threads=int(values['train_threads']),
-            positive_sample_fraction=float(values['positive_sample_fraction']))
+            positive_sample_fraction=float(values['positive_sample_fraction']),
+            average_decay=float(values['average_decay']),
+            even_exposure=bool(values['even_exposure']))
         trainer = str(values['trainer'])
         if trainer not in ('process', 'thread'):
             raise ValueError(f"trainer must be 'process' or 'thread', got {trainer!r}")
         learner_class = ProcessOnlineLearner if trainer == 'process' else OnlineLearner
         self.learner: PrequentialLearner = learner_class(self.config, self.learner_settings)
+        if values['implied_blocking']:
+            completion = BlockedCompletion(self.sensor_names, self.distances)
+            if completion.active:
+                self.learner.label_completion = completion
+            self.get_logger().info(f'implied blocking: {describe(completion, self.sensor_names)}')
         self._log_bad = RateLimitedLog(self.get_logger().warning, period=5.0)
         self.counters = {'camera_frames': 0, 'predicted': 0, 'stale_dropped': 0,
                          'labeled_in': 0, 'labeled_dropped': 0, 'bad_inputs': 0,

@@ -31,13 +31,12 @@ import numpy as np
 
 from .geometry2d import distance_to_obstacles
 from .world import World
+from ..core.thymio import BODY_OFFSET, BODY_RADIUS
 
 WHEEL_BASE = 0.0935
 MAX_WHEEL_SPEED = 0.14
 MAX_LINEAR_SPEED = MAX_WHEEL_SPEED
 MAX_ANGULAR_SPEED = 2.0 * MAX_WHEEL_SPEED / WHEEL_BASE
-BODY_RADIUS = 0.06
-BODY_OFFSET = 0.03
 
 _TWO_PI = 2.0 * math.pi
 #: How far beyond the body the clearance is measured (only nearby obstacles are tested).
