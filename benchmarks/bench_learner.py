@@ -172,6 +172,33 @@ class Relay(Node):
                                               self.params.distances, self.probabilities, 0))
 
 
+class GcPauses:
+    """Collect the duration of every garbage collection of this process, by generation."""
+
+    def __init__(self) -> None:
+        import gc
+
+        self.started: float | None = None
+        self.pauses: list[tuple[int, float]] = []
+        gc.callbacks.append(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == 'start':
+            self.started = time.perf_counter()
+        elif self.started is not None:
+            self.pauses.append((info['generation'], (time.perf_counter() - self.started) * 1e3))
+
+    def report(self) -> str:
+        """Return counts and the longest pause per generation since the last report."""
+        parts = []
+        for generation in range(3):
+            times = [ms for g, ms in self.pauses if g == generation]
+            if times:
+                parts.append(f'gen{generation} {len(times)}x max {max(times):.1f} ms')
+        self.pauses.clear()
+        return ', '.join(parts) or 'none'
+
+
 def progress(node: Node) -> tuple[int, int]:
     """Return (training updates, stale frames replaced) so far; zero for the relay."""
     if isinstance(node, Relay):
@@ -288,6 +315,8 @@ def main() -> None:
     parser.add_argument('--no-train', action='store_true',
                         help='pause training: the latency floor')
     parser.add_argument('--driver', choices=('process', 'inprocess'), default='process')
+    parser.add_argument('--gc-report', action='store_true',
+                        help="report the learner process's garbage-collection pauses")
     parser.add_argument('--node', choices=('learner', 'relay'), default='learner',
                         help='relay: no learner, the transport floor')
     parser.add_argument('--role', choices=('bench', 'driver'), default='bench',
@@ -328,6 +357,7 @@ def main() -> None:
           f'{"paused" if args.no_train else "on"}; driver {args.driver}; camera '
           f'{args.camera_hz:g} Hz 320x240 rgb8, labeled frames at {args.camera_hz / 3:g} Hz, '
           f'{args.seconds:g} s per run', flush=True)
+    pauses = GcPauses() if args.gc_report else None
     results = []
     try:
         for run in range(args.repeat):
@@ -343,6 +373,8 @@ def main() -> None:
                   f'max {worst:.1f} ms | {result["predictions"]}/{result["sent"]} predicted, '
                   f'{result["stale"]} replaced | {result["updates_per_second"]:.1f} updates/s | '
                   f'rss {learner_rss():.0f} MB', flush=True)
+            if pauses is not None:
+                print(f'       gc: {pauses.report()}', flush=True)
     finally:
         for executor in executors:
             executor.shutdown()
