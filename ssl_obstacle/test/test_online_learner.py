@@ -208,7 +208,8 @@ class RecordingLearner(OnlineLearner):
         if not hasattr(self, 'published'):
             self.published = {}
         self.published[self._snapshot.version] = {
-            key: value.detach().clone() for key, value in self._model.state_dict().items()}
+            key: value.detach().clone()
+            for key, value in self.predicting_model().state_dict().items()}
 
 
 def test_background_training_with_concurrent_adds_and_consistent_predictions():
