@@ -27,7 +27,7 @@ import h5py
 import numpy as np
 
 from . import __version__
-from .core.blocking import BlockedCompletion, describe
+from .core.blocking import BlockedCompletion
 from .core.dataset import read_dataset
 
 if TYPE_CHECKING:  # torch loads in 2-3 s: only when training, not for every ssl-obstacle run
@@ -384,7 +384,7 @@ def with_implied_blocking(frames: Frames, info: FileInfo) -> Frames:
         return frames
     labels = completion(frames.labels)
     added = int(np.isnan(frames.labels).sum() - np.isnan(labels).sum())
-    print(f'implied blocking ({describe(completion, info.sensor_names)}): {added} cells added '
+    print(f'implied blocking ({completion.describe()}): {added} cells added '
           f'to {int(np.isfinite(frames.labels).sum())} observed')
     return Frames(frames.images, labels, frames.sources)
 

@@ -4,8 +4,7 @@ import math
 
 import numpy as np
 import pytest
-from ssl_obstacle.core.blocking import (BlockedCompletion, blocking_gaps, complete_blocked,
-                                        describe)
+from ssl_obstacle.core.blocking import BlockedCompletion, blocking_gaps, complete_blocked
 from ssl_obstacle.core.geometry import compose
 from ssl_obstacle.core.params import DEFAULT_DISTANCES
 from ssl_obstacle.core.thymio import BODY_OFFSET, BODY_RADIUS, SENSOR_NAMES
@@ -71,7 +70,7 @@ def test_batches_complete_each_frame_on_its_own():
     assert np.all(completed[0, :, 14:] == 1.0) and np.isnan(completed[0, :, 1:14]).all()
     np.testing.assert_array_equal(completed[1], batch[1])
     completion = BlockedCompletion(SENSOR_NAMES, distances)
-    assert completion.active and describe(completion, SENSOR_NAMES) == 'center: +0.132 m'
+    assert completion.active and completion.describe() == 'center: +0.132 m'
     np.testing.assert_array_equal(completion(batch), completed)
     inactive = BlockedCompletion(('a', 'b', 'c', 'd', 'e'), distances)
     assert not inactive.active

@@ -94,8 +94,9 @@ class BlockedCompletion:
 
     def __init__(self, sensor_names: Sequence[str], distances: Sequence[float]) -> None:
         """Work out the gaps once for this grid."""
+        self.sensor_names = tuple(sensor_names)
         self.distances = np.asarray(distances, dtype=np.float64)
-        self.gaps = blocking_gaps(sensor_names)
+        self.gaps = blocking_gaps(self.sensor_names)
 
     @property
     def active(self) -> bool:
@@ -108,9 +109,8 @@ class BlockedCompletion:
             return np.array(labels, dtype=np.float32, copy=True)
         return complete_blocked(labels, self.distances, self.gaps)
 
-
-def describe(completion: BlockedCompletion, sensor_names: Sequence[str]) -> str:
-    """Return a one-line summary for logs, e.g. ``center: +0.132 m``."""
-    parts = [f'{name}: +{gap:.3f} m' for name, gap in zip(sensor_names, completion.gaps)
-             if math.isfinite(gap)]
-    return ', '.join(parts) if parts else 'no sensor covers the path'
+    def describe(self) -> str:
+        """Return a one-line summary for logs, e.g. ``center: +0.132 m``."""
+        parts = [f'{name}: +{gap:.3f} m' for name, gap in zip(self.sensor_names, self.gaps)
+                 if math.isfinite(gap)]
+        return ', '.join(parts) if parts else 'no sensor covers the path'

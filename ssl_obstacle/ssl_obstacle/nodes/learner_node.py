@@ -33,7 +33,7 @@ from .diagnostics import diagnostic_array
 from .labeler_node import LABELED_FRAMES_QOS
 from .rate_limited_log import RateLimitedLog
 from .runtime import declare_parameters, run_nodes, wall_timer
-from ..core.blocking import BlockedCompletion, describe
+from ..core.blocking import BlockedCompletion
 from ..core.model import ModelConfig
 from ..core.online import LearnerSettings, OnlineLearner, PrequentialLearner
 from ..core.online_process import ProcessOnlineLearner
@@ -114,7 +114,7 @@ class LearnerNode(Node):
             completion = BlockedCompletion(self.sensor_names, self.distances)
             if completion.active:
                 self.learner.label_completion = completion
-            self.get_logger().info(f'implied blocking: {describe(completion, self.sensor_names)}')
+            self.get_logger().info(f'implied blocking: {completion.describe()}')
         self._log_bad = RateLimitedLog(self.get_logger().warning, period=5.0)
         self.counters = {'camera_frames': 0, 'predicted': 0, 'stale_dropped': 0,
                          'labeled_in': 0, 'labeled_dropped': 0, 'bad_inputs': 0,

@@ -23,7 +23,7 @@ import numpy as np
 from .geometry2d import footprint_overlaps
 from .proximity import (DEFAULT_HALF_ANGLE, DEFAULT_RAYS, ideal_distances, mounting_poses,
                         ray_offsets, SENSOR_HEIGHT)
-from .robot import BODY_OFFSET, BODY_RADIUS
+from .robot import body_centres, BODY_OFFSET, BODY_RADIUS
 from .world import World
 from ..core.geometry import compose
 from ..core.params import DEFAULT_DISTANCES
@@ -77,9 +77,7 @@ def _path_blocked(world: World, pose: np.ndarray, distances: np.ndarray,
         return np.zeros(0, dtype=bool)
     far = max(float(distances.max()), 0.0)
     samples = np.union1d(np.linspace(0.0, far, int(np.ceil(far / step)) + 1), distances)
-    poses = compose(pose, _straight_ahead(samples))
-    centres = poses[:, :2] + body_offset * np.stack((np.cos(poses[:, 2]),
-                                                     np.sin(poses[:, 2])), axis=-1)
+    centres = body_centres(compose(pose, _straight_ahead(samples)), body_offset)
     hit = footprint_overlaps(world, centres, body_radius)
     first_hit = samples[np.argmax(hit)] if hit.any() else np.inf
     return distances >= first_hit

@@ -39,6 +39,15 @@ MAX_LINEAR_SPEED = MAX_WHEEL_SPEED
 MAX_ANGULAR_SPEED = 2.0 * MAX_WHEEL_SPEED / WHEEL_BASE
 
 _TWO_PI = 2.0 * math.pi
+
+
+def body_centres(poses: np.ndarray, body_offset: float = BODY_OFFSET) -> np.ndarray:
+    """Return the centre of the body disc of a pose (3,) or of poses (N, 3)."""
+    poses = np.asarray(poses, dtype=np.float64)
+    return np.stack((poses[..., 0] + body_offset * np.cos(poses[..., 2]),
+                     poses[..., 1] + body_offset * np.sin(poses[..., 2])), axis=-1)
+
+
 #: How far beyond the body the clearance is measured (only nearby obstacles are tested).
 _CLEARANCE_HORIZON = 0.25
 
@@ -149,9 +158,7 @@ class DiffDrive:
 
     def body_centre(self, pose: np.ndarray) -> np.ndarray:
         """Return the centre of the body disc of ``pose`` (or of (N, 3) poses)."""
-        pose = np.asarray(pose, dtype=np.float64)
-        return np.stack((pose[..., 0] + self.body_offset * np.cos(pose[..., 2]),
-                         pose[..., 1] + self.body_offset * np.sin(pose[..., 2])), axis=-1)
+        return body_centres(pose, self.body_offset)
 
     def overlaps(self, pose: np.ndarray) -> bool:
         """Return whether the body at ``pose`` overlaps an obstacle or the arena walls."""
