@@ -165,3 +165,62 @@ def test_a_centre_sighting_over_dds_trains_the_cells_behind_it_as_obstacles(tmp_
         assert np.isnan(stored[:, 9:19]).all() and (stored[:, 19:] == 1.0).all()
     else:
         assert np.isnan(stored[:, 9:]).all()
+
+
+def test_camera_frames_never_wait_behind_a_slow_status(tmp_path):
+    """Status, diagnostics and checkpoints run on the housekeeping thread, not the executor's."""
+    rng = np.random.default_rng(1)
+    with ros_context() as context:
+        node = learner(context, tmp_path)
+        driver = Driver(context)
+        calls = []
+        status = node.learner.status
+
+        def slow_status():
+            calls.append(time.monotonic())
+            time.sleep(1.5)  # e.g. ranking a long window on a busy computer
+            return status()
+
+        node.learner.status = slow_status
+        with spinning(context, node, driver):
+            wait_for_subscribers([driver.camera])
+            assert wait_for(lambda: bool(calls), 5.0)  # a slow status is under way
+            delays = []
+            for index in range(40):
+                header = Header(stamp=time_from_ns(7_000_000_000 + index),
+                                frame_id='camera_link')
+                sent = time.monotonic()
+                count = len(driver.predictions)
+                driver.camera.publish(rgb_to_image_msg(synthetic_frame(rng, index).payload,
+                                                       header))
+                assert wait_for(lambda: len(driver.predictions) > count, 5.0)
+                delays.append(time.monotonic() - sent)
+            elapsed, started = time.monotonic() - calls[0], len(calls)
+            assert wait_for(lambda: bool(driver.status), 3.0)  # the slow ones still arrive
+        node.close()
+        node.destroy_node()
+        driver.destroy_node()
+    # Every frame was answered long before a status ended (1.5 s), for seconds on end...
+    assert elapsed > 2.0 and max(delays) < 1.0, (elapsed, max(delays))
+    # ...and statuses did not pile up behind the slow one (one per 0.2 s period otherwise).
+    assert started <= elapsed / 1.5 + 1
+
+
+def test_a_background_thread_lowers_only_its_own_priority():
+    import os
+    import threading
+
+    from ssl_obstacle.nodes.runtime import lower_this_thread
+
+    main = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    seen = {}
+
+    def worker() -> None:
+        seen['lowered'] = lower_this_thread(5)
+        seen['nice'] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+    assert seen['lowered'] and seen['nice'] == min(19, main + 5)
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == main

@@ -16,8 +16,8 @@ import pytest
 from ssl_obstacle.core.checkpoint import build_model, load_checkpoint
 from ssl_obstacle.core.metrics import auc_by_distance, roc_auc
 from ssl_obstacle.core.model import ModelConfig, ObstacleNet, predict_probabilities
-from ssl_obstacle.core.online import LearnerSettings, OnlineLearner
-from ssl_obstacle.core.online_process import ProcessOnlineLearner
+from ssl_obstacle.core.online import LearnerSettings, OnlineLearner, window_aucs
+from ssl_obstacle.core.online_process import ProcessOnlineLearner, SNAPSHOT_POOL
 import torch
 
 CONFIG = ModelConfig(num_sensors=3, num_distances=4, image_height=32, image_width=40)
@@ -536,6 +536,76 @@ def test_process_learner_keeps_the_learner_contract(tmp_path):
     finally:
         learner.close()
     assert not process_alive(pid), 'close() must end the training process'
+
+
+def test_recycled_snapshot_models_revoke_their_lease_and_predictions_are_redone():
+    learner = ProcessOnlineLearner(CONFIG, settings())
+    try:
+        image = synthetic(np.random.default_rng(3), 1)[0][0]
+        first = learner.snapshot()
+        size = first.model.state_dict()['head.4.bias'].numel()
+        weights = [np.random.default_rng(seed).normal(0, 0.05, learner._pool[0][1].size)
+                   .astype(np.float32) for seed in range(SNAPSHOT_POOL)]
+        # The other models of the pool take the next updates; the first stays intact...
+        for updates, values in enumerate(weights[:-1], start=1):
+            learner._publish_weights(updates, values.tobytes())
+        assert first.intact and learner.snapshot().updates == SNAPSHOT_POOL - 1
+        # ...until its model comes round again, and then it is revoked first, then written.
+        learner._publish_weights(SNAPSHOT_POOL, weights[-1].tobytes())
+        current = learner.snapshot()
+        assert not first.intact and current.intact and current.model is first.model
+        assert current.model.state_dict()['head.4.bias'].numel() == size
+        expected = ObstacleNet(CONFIG)
+        expected.load_state_dict(current.model.state_dict())
+        expected_probabilities = predict_probabilities(expected, image[None])[0]
+        # A prediction whose weights are recycled while it runs is redone on the new ones.
+        older = learner.snapshot()
+        calls = []
+
+        def recycle_during_forward(module, inputs, output):
+            calls.append(1)
+            if len(calls) == 1:  # the forward has read older's weights: now rewrite them all
+                for updates, values in enumerate(weights, start=10):
+                    learner._publish_weights(updates, (values * 2).tobytes())
+
+        for model, _ in learner._pool:
+            model.register_forward_hook(recycle_during_forward)
+        raced, version = learner.predict_with_version(image)
+        assert len(calls) == 2 and not older.intact
+        assert version == learner.snapshot().version
+        rewritten = ObstacleNet(CONFIG)
+        rewritten.load_state_dict(learner.snapshot().model.state_dict())
+        np.testing.assert_allclose(raced, predict_probabilities(rewritten, image[None])[0],
+                                   rtol=0, atol=1e-6)
+        assert not np.allclose(raced, expected_probabilities, atol=1e-4)
+    finally:
+        learner.close()
+
+
+def test_the_process_learner_ranks_its_window_in_the_trainer_and_here_once_it_is_gone():
+    learner = ProcessOnlineLearner(CONFIG, settings(augment=False))
+    try:
+        fill(learner, 120)
+        learner.train_steps(10)
+        fill(learner, 60)
+        asked = []
+        request = learner._request
+        learner._request = lambda kind, *args, **kw: (asked.append(kind),
+                                                      request(kind, *args, **kw))[1]
+        status = learner.status()
+        probs, labels = learner.prequential_window()
+        by_distance, overall = window_aucs(probs, labels)
+        assert asked == ['window_aucs']
+        np.testing.assert_allclose(status.auc_by_distance, by_distance, rtol=0, atol=1e-12)
+        assert status.auc == pytest.approx(overall, abs=1e-12) and 0.0 <= status.auc <= 1.0
+        known = ~np.isnan(labels)
+        assert status.auc == pytest.approx(roc_auc(probs[known], labels[known]), abs=1e-12)
+        learner.close()
+        gone = learner.status()  # computed here: the same figures
+        np.testing.assert_allclose(gone.auc_by_distance, by_distance, rtol=0, atol=1e-12)
+        assert gone.error is None and not gone.running
+    finally:
+        learner.close()
 
 
 def test_a_garbage_collected_process_learner_ends_its_trainer():

@@ -17,7 +17,10 @@ Three threads meet here, and each concern has its own answer:
   :class:`ModelSnapshot` and publishes it by rebinding one attribute, an atomic reference
   swap in Python. A predictor takes the reference once and runs on that snapshot to the
   end; nothing ever writes into a published snapshot, so there is no lock on the
-  prediction path and prediction never waits for a training step. What is published is
+  prediction path and prediction never waits for a training step. (A learner that
+  recycles a few models instead of copying one per update, as the training process's
+  parent does, first revokes the old snapshot's :class:`SnapshotLease`; a prediction
+  that raced with the rewrite sees it and is redone.) What is published is
   an exponential moving average of the trained weights (``average_decay``), not the last
   step's: one SGD step's weights jitter with its batch, the average does not.
 * **Evaluation is prequential.** Every labeled frame is first predicted by the current
@@ -31,7 +34,7 @@ from __future__ import annotations
 
 from collections import deque
 import copy
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 import logging
 import math
 from pathlib import Path
@@ -135,19 +138,54 @@ class LearnerStatusData:
     error: str | None = None
 
 
+#: Times a prediction is redone when its snapshot's weights were recycled under it.
+PREDICT_ATTEMPTS = 5
+
+
+class SnapshotLease:
+    """
+    Whether a snapshot's model still holds the weights it was published with.
+
+    A learner that reuses a few preallocated models for its snapshots (see
+    :mod:`~.online_process`: a deep copy per update held the interpreter lock for 2-10 ms
+    and delayed prediction) revokes the lease of the snapshot it is about to overwrite,
+    before the first byte is written. A reader checks the lease *after* using the weights:
+    still intact means no rewrite had begun, so what it computed is whole; revoked means
+    it may have read a mix, and it reads again from the current snapshot. Python's
+    interpreter lock orders the revocation before the write, as a sequence lock would.
+    """
+
+    __slots__ = ('intact',)
+
+    def __init__(self) -> None:
+        """Start intact."""
+        self.intact = True
+
+    def revoke(self) -> None:
+        """Mark the snapshot's model as about to be overwritten."""
+        self.intact = False
+
+
 @dataclass(frozen=True)
 class ModelSnapshot:
     """
-    Published weights for prediction: never modified after publication.
+    Published weights for prediction, never modified while its lease is intact.
 
     ``version`` increases with every publication (also across resets and loads), so a
     caller can tell which weights produced a prediction; ``updates`` is the training step
-    count they reflect.
+    count they reflect. The in-process learner publishes a fresh copy every time and never
+    revokes a lease; the process learner recycles models (see :class:`SnapshotLease`).
     """
 
     version: int
     updates: int
     model: ObstacleNet
+    lease: SnapshotLease = field(default_factory=SnapshotLease, compare=False)
+
+    @property
+    def intact(self) -> bool:
+        """Return whether the model still holds this snapshot's weights."""
+        return self.lease.intact
 
 
 def fresh_model(config: ModelConfig, settings: LearnerSettings, resets: int,
@@ -176,6 +214,18 @@ def _config_dict(config: ModelConfig | Mapping[str, Any]) -> dict[str, Any]:
     return values
 
 
+def window_aucs(probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, float]:
+    """
+    Return the AUC per distance (sensors pooled) and over every known cell of a window.
+
+    Ranking a full window (2000 frames of 5x31 cells) takes 30-90 ms of CPU on a small
+    computer; the process learner therefore has its training process compute it.
+    """
+    known = ~np.isnan(labels)
+    by_distance = np.asarray(auc_by_distance(probs, labels), dtype=np.float64)
+    return by_distance, float(roc_auc(probs[known], labels[known]))
+
+
 class PrequentialLearner:
     """
     What every online learner shares: published snapshots, prediction, the scored window.
@@ -197,6 +247,11 @@ class PrequentialLearner:
         shape = (self.config.num_sensors, self.config.num_distances)
         # Guards the prequential window and the labeled-frame counter.
         self._window_lock = threading.Lock()
+        # One forward pass at a time. Two at once (a camera frame and a labeled frame being
+        # scored) interleave op by op through the interpreter lock, and each then took 3-7
+        # ms instead of 1-2: most of the camera-to-prediction p99. In turn, a camera frame
+        # waits at most for one scoring pass.
+        self._forward_lock = threading.Lock()
         self._window_probs = np.full((self.settings.auc_window, *shape), np.nan, np.float32)
         self._window_labels = np.full((self.settings.auc_window, *shape), np.nan, np.float32)
         self._window_count = 0
@@ -238,7 +293,7 @@ class PrequentialLearner:
     # -- prediction and prequential evaluation ---------------------------------------------
 
     def snapshot(self) -> ModelSnapshot:
-        """Return the currently published weights (immutable; safe to keep and reuse)."""
+        """Return the currently published weights (unchanged while ``intact``)."""
         return self._snapshot
 
     def predict_with_snapshot(self, images: np.ndarray) -> tuple[np.ndarray, ModelSnapshot]:
@@ -246,13 +301,21 @@ class PrequentialLearner:
         threads = self.settings.predict_threads
         if threads > 0 and torch.get_num_threads() != threads:
             torch.set_num_threads(threads)
-        snapshot = self._snapshot  # one read: the whole prediction uses these weights
         images = np.asarray(images)
         shape = (self.config.image_height, self.config.image_width, 3)
         if images.ndim not in (3, 4) or images.shape[-3:] != shape or images.dtype != np.uint8:
             raise ValueError(f'expected uint8 images (N, {shape[0]}, {shape[1]}, 3) or one '
                              f'{shape}, got {images.dtype} {images.shape}')
-        probabilities = predict_probabilities(snapshot.model, images, device=self.device)
+        for _ in range(PREDICT_ATTEMPTS):
+            snapshot = self._snapshot  # one read: the whole prediction uses these weights
+            with self._forward_lock:
+                probabilities = predict_probabilities(snapshot.model, images,
+                                                      device=self.device)
+            if snapshot.intact:  # checked after: no rewrite of these weights had begun
+                break
+        else:
+            raise RuntimeError(f'the weights were replaced during each of {PREDICT_ATTEMPTS} '
+                               'predictions in a row')
         if images.ndim == 3:
             probabilities = probabilities[0]
         return probabilities, snapshot
@@ -321,14 +384,10 @@ class PrequentialLearner:
                 error: str | None) -> LearnerStatusData:
         """Return the status from the window, the losses and the trainer's counters."""
         probs, labels = self.prequential_window()
-        distances = self.config.num_distances
         if len(probs):
-            by_distance = np.asarray(auc_by_distance(probs, labels), dtype=np.float64)
-            known = ~np.isnan(labels)
-            overall = float(roc_auc(probs[known], labels[known]))
+            by_distance, overall = self._window_aucs(probs, labels)
         else:
-            by_distance = np.full(distances, np.nan)
-            overall = math.nan
+            by_distance, overall = np.full(self.config.num_distances, np.nan), math.nan
         losses = list(self._losses)
         return LearnerStatusData(
             updates=self.updates, labeled_frames=self.labeled_frames,
@@ -339,6 +398,10 @@ class PrequentialLearner:
             replay_evicted=int(buffer_counters.get('evicted', 0)), window_frames=len(probs),
             model_version=self._snapshot.version, resets=self.resets,
             running=running, error=error)
+
+    def _window_aucs(self, probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, float]:
+        """Return the window's AUC per distance and over every known cell (see below)."""
+        return window_aucs(probs, labels)
 
     @property
     def paused(self) -> bool:
