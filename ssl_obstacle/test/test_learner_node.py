@@ -193,7 +193,7 @@ def test_camera_frames_never_wait_behind_a_slow_status(tmp_path):
                 count = len(driver.predictions)
                 driver.camera.publish(rgb_to_image_msg(synthetic_frame(rng, index).payload,
                                                        header))
-                assert wait_for(lambda: len(driver.predictions) > count, 5.0)
+                assert wait_for(lambda count=count: len(driver.predictions) > count, 5.0)
                 delays.append(time.monotonic() - sent)
             elapsed, started = time.monotonic() - calls[0], len(calls)
             assert wait_for(lambda: bool(driver.status), 3.0)  # the slow ones still arrive
