@@ -16,9 +16,15 @@ training updates per second alongside, and resident memory of the learner's proc
 with a constant prediction in the learner's place: the floor that DDS, rclpy and this
 machine set before any learning code runs.
 
+``--stages`` times every frame's way through the learner node: stamp -> DDS write -> DDS
+receipt (rclpy's message info) -> camera callback -> prediction thread -> network -> published,
+and prints each stage's p50 and p99 and its mean over the slowest 5 % of frames: where the
+tail comes from.
+
 Run: scripts/with_env.sh python benchmarks/bench_learner.py [--seconds 30] [--repeat 3]
      [--param trainer=thread] [--switch-interval 0.005] [--no-train] [--driver inprocess]
-     [--node relay]
+     [--node relay] [--stages]
+(``SSL_OBSTACLE_DEV=1`` benchmarks the source tree instead of the install space.)
 """
 
 from __future__ import annotations
@@ -199,6 +205,70 @@ class GcPauses:
         return ', '.join(parts) or 'none'
 
 
+class StageTimer:
+    """Record when each camera frame passes each stage of a learner node (``--stages``)."""
+
+    STAGES = ('stamp -> DDS write', 'DDS write -> receipt', 'receipt -> callback',
+              'callback -> thread', 'resize', 'network', 'publish')
+
+    def __init__(self, node: Any) -> None:
+        self.frames: dict[int, dict[str, int]] = {}
+        camera = next(sub for sub in node.subscriptions if sub.topic_name.endswith('image_raw'))
+        on_camera, predict = camera.callback, node._predict
+        predict_with_snapshot = node.learner.predict_with_snapshot
+
+        def timed_camera(msg: Any, info: Any) -> None:  # two arguments: rclpy adds the info
+            self.frames[self._stamp(msg)] = {
+                'write': info['source_timestamp'], 'receipt': info['received_timestamp'],
+                'callback': time.time_ns()}
+            on_camera(msg)
+
+        def timed_predict(msg: Any) -> None:
+            marks = self.frames.get(self._stamp(msg), {})
+            marks['thread'] = time.time_ns()
+            predict(msg)
+            marks['published'] = time.time_ns()
+            marks.update(self._network)
+
+        def timed_network(images: Any) -> Any:
+            if threading.current_thread().name != 'predictor':
+                return predict_with_snapshot(images)
+            start = time.time_ns()
+            result = predict_with_snapshot(images)
+            self._network = {'network': start, 'network_end': time.time_ns()}
+            return result
+
+        self._network: dict[str, int] = {}
+        camera.callback = timed_camera
+        node._predict = timed_predict
+        node.learner.predict_with_snapshot = timed_network
+
+    @staticmethod
+    def _stamp(msg: Any) -> int:
+        return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+
+    def report(self) -> str:
+        """Return per-stage p50 / p99 / mean over the slowest 5 % of frames (ms), then reset."""
+        keys = ('write', 'receipt', 'callback', 'thread', 'network', 'network_end', 'published')
+        rows = np.array([[stamp] + [marks[k] for k in keys]
+                         for stamp, marks in self.frames.items()
+                         if all(k in marks for k in keys)], dtype=np.float64)
+        self.frames.clear()
+        if not len(rows):
+            return 'no frame timed'
+        stages = np.diff(rows, axis=1) / 1e6
+        total = (rows[:, -1] - rows[:, 0]) / 1e6
+        slowest = total >= np.percentile(total, 95)
+        lines = [f'       node side: stamp -> published p50 {np.percentile(total, 50):.1f} '
+                 f'p99 {np.percentile(total, 99):.1f} ms over {len(rows)} frames']
+        for index, name in enumerate(self.STAGES):
+            column = stages[:, index]
+            lines.append(f'       {name:22s} p50 {np.percentile(column, 50):5.2f}  p99 '
+                         f'{np.percentile(column, 99):5.2f}  slowest 5 %: '
+                         f'{column[slowest].mean():5.2f} ms')
+        return '\n'.join(lines)
+
+
 def progress(node: Node) -> tuple[int, int]:
     """Return (training updates, stale frames replaced) so far; zero for the relay."""
     if isinstance(node, Relay):
@@ -319,6 +389,8 @@ def main() -> None:
                         help="report the learner process's garbage-collection pauses")
     parser.add_argument('--node', choices=('learner', 'relay'), default='learner',
                         help='relay: no learner, the transport floor')
+    parser.add_argument('--stages', action='store_true',
+                        help="time each stage of every frame's way through the learner")
     parser.add_argument('--role', choices=('bench', 'driver'), default='bench',
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -338,6 +410,7 @@ def main() -> None:
         learner = LearnerNode(context=context, parameter_overrides=learner_overrides(args))
         if args.no_train:
             learner.learner.pause()
+    stages = StageTimer(learner) if args.stages and args.node == 'learner' else None
     nodes: list[Node] = [learner]
     driver = None
     if args.driver == 'inprocess':
@@ -375,6 +448,8 @@ def main() -> None:
                   f'rss {learner_rss():.0f} MB', flush=True)
             if pauses is not None:
                 print(f'       gc: {pauses.report()}', flush=True)
+            if stages is not None:
+                print(stages.report(), flush=True)
     finally:
         for executor in executors:
             executor.shutdown()

@@ -46,6 +46,7 @@ import logging
 from multiprocessing.connection import Connection
 import os
 from pathlib import Path
+import queue
 import signal
 import socket
 import subprocess
@@ -149,12 +150,44 @@ def _deserialise(data: bytes) -> Any:
     return torch.load(io.BytesIO(data), map_location='cpu', weights_only=True)
 
 
+class _Inbox:
+    """
+    The child's commands, read off the pipe by a thread of their own as soon as they arrive.
+
+    Read only between training steps, the pipe held ~13 frames (its ~200 kB buffer) and the
+    parent's sends blocked for the rest of each ~90 ms step: it could store only ~170
+    frames a second however fast they came, and a burst (a filled replay buffer, a fast
+    replay) overflowed its queue. The reader needs the interpreter lock only to unpickle,
+    and training releases it in every torch kernel.
+    """
+
+    def __init__(self, conn: Connection) -> None:
+        self._messages: queue.Queue = queue.Queue()
+        threading.Thread(target=self._read, args=(conn,), name='trainer-inbox',
+                         daemon=True).start()
+
+    def _read(self, conn: Connection) -> None:
+        try:
+            while True:
+                self._messages.put(conn.recv())
+        except (EOFError, OSError, TypeError):
+            self._messages.put(('stop',))  # the parent is gone: end as if asked to
+
+    def get(self, timeout: float) -> tuple[Any, ...] | None:
+        """Return the next command, waiting up to ``timeout`` seconds; None if none came."""
+        try:
+            return self._messages.get(timeout=max(0.0, timeout))
+        except queue.Empty:
+            return None
+
+
 class _Trainer:
     """The child's side: an in-process learner driven by the pipe, sending weights back."""
 
     def __init__(self, conn: Connection, config: ModelConfig,
                  settings: LearnerSettings) -> None:
         self.conn = conn
+        self.inbox = _Inbox(conn)
         self.settings = settings
         # publish_every: the child publishes through the pipe, not through snapshots.
         self.learner = OnlineLearner(config, replace(settings, publish_every=2 ** 62))
@@ -255,12 +288,12 @@ class _Trainer:
             wait = 0.05
             if training:
                 wait = max(0.0, next_step - time.monotonic()) if period else 0.0
-            if self.conn.poll(wait):
-                while True:  # every command that is waiting, before the next step
-                    if not self.handle(self.conn.recv()):
+            message = self.inbox.get(wait)
+            if message is not None:
+                while message is not None:  # every command that is waiting, before a step
+                    if not self.handle(message):
                         return
-                    if not self.conn.poll(0):
-                        break
+                    message = self.inbox.get(0.0)
                 if self.dirty and time.monotonic() - self.last_counters > _COUNTERS_PERIOD:
                     self.send_counters()
                 continue
