@@ -224,3 +224,32 @@ def test_a_background_thread_lowers_only_its_own_priority():
     thread.join()
     assert seen['lowered'] and seen['nice'] == min(19, main + 5)
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == main
+
+
+def test_scoring_waits_while_a_camera_frame_is_predicted(tmp_path, monkeypatch):
+    import threading
+
+    from ssl_obstacle.nodes import learner_node
+
+    monkeypatch.setattr(learner_node, 'CAMERA_FIRST_WAIT', 30.0)
+    with ros_context() as context:
+        node = learner(context, tmp_path)
+        try:
+            with node._mailbox_ready:
+                node._predicting = True  # as the prediction thread sets it for a frame
+            scorer = threading.Thread(target=node._let_camera_go_first)
+            scorer.start()
+            scorer.join(0.3)
+            assert scorer.is_alive(), 'scoring must not start while a frame is predicted'
+            with node._mailbox_ready:  # as the prediction thread does after publishing
+                node._predicting = False
+                node._mailbox_ready.notify_all()
+            scorer.join(5.0)
+            assert not scorer.is_alive()
+            # With no frame waiting or predicted, scoring goes ahead at once.
+            started = time.monotonic()
+            node._let_camera_go_first()
+            assert time.monotonic() - started < 5.0
+        finally:
+            node.close()
+            node.destroy_node()
