@@ -30,6 +30,7 @@ Run: scripts/with_env.sh python benchmarks/bench_learner.py [--seconds 30] [--re
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import subprocess
@@ -48,6 +49,7 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 from ssl_obstacle.core.labeler import LabeledResult
 from ssl_obstacle.core.params import LabelParams
+from ssl_obstacle.io.conversions import stamp_to_ns
 from ssl_obstacle.io.learner_messages import prediction_msg
 from ssl_obstacle.io.messages import labeled_frame_msg, rgb_to_image_msg, time_from_ns
 from ssl_obstacle.nodes.labeler_node import LABELED_FRAMES_QOS
@@ -182,8 +184,6 @@ class GcPauses:
     """Collect the duration of every garbage collection of this process, by generation."""
 
     def __init__(self) -> None:
-        import gc
-
         self.started: float | None = None
         self.pauses: list[tuple[int, float]] = []
         gc.callbacks.append(self._on_gc)
@@ -218,14 +218,15 @@ class StageTimer:
         predict_with_snapshot = node.learner.predict_with_snapshot
 
         def timed_camera(msg: Any, info: Any) -> None:  # two arguments: rclpy adds the info
-            self.frames[self._stamp(msg)] = {
+            self.frames[stamp_to_ns(msg.header.stamp)] = {
                 'write': info['source_timestamp'], 'receipt': info['received_timestamp'],
                 'callback': time.time_ns()}
             on_camera(msg)
 
         def timed_predict(msg: Any) -> None:
-            marks = self.frames.get(self._stamp(msg), {})
+            marks = self.frames.get(stamp_to_ns(msg.header.stamp), {})
             marks['thread'] = time.time_ns()
+            self._network = {}  # a frame that fails before the network reports none
             predict(msg)
             marks['published'] = time.time_ns()
             marks.update(self._network)
@@ -242,10 +243,6 @@ class StageTimer:
         camera.callback = timed_camera
         node._predict = timed_predict
         node.learner.predict_with_snapshot = timed_network
-
-    @staticmethod
-    def _stamp(msg: Any) -> int:
-        return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
 
     def report(self) -> str:
         """Return per-stage p50 / p99 / mean over the slowest 5 % of frames (ms), then reset."""

@@ -221,9 +221,8 @@ def window_aucs(probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, floa
     Ranking a full window (2000 frames of 5x31 cells) takes 30-90 ms of CPU on a small
     computer; the process learner therefore has its training process compute it.
     """
-    known = ~np.isnan(labels)
     by_distance = np.asarray(auc_by_distance(probs, labels), dtype=np.float64)
-    return by_distance, float(roc_auc(probs[known], labels[known]))
+    return by_distance, float(roc_auc(probs, labels))  # roc_auc skips unknown (NaN) cells
 
 
 class PrequentialLearner:
