@@ -9,10 +9,12 @@ the caller counts and logs; nothing here returns a silently wrong value.
 
 from __future__ import annotations
 
+import io
 import math
 from typing import Any, Sequence
 
 import numpy as np
+from PIL import Image as PILImage
 
 from ..core.geometry import yaw_from_quaternion
 
@@ -37,6 +39,11 @@ ENCODINGS: dict[str, tuple[int, tuple[int, ...]]] = {
 }
 
 
+#: Pixels an image may declare at most (``max_image_pixels``): 16 Mpx is far above any robot
+#: camera, yet decodes to at most 48 MB of rgb. OpenCV's own limit is 2**30 pixels (3 GB).
+DEFAULT_MAX_IMAGE_PIXELS = 16_000_000
+
+
 class BadInput(ValueError):
     """An input message that cannot be used; ``kind`` names the problem for counters."""
 
@@ -57,14 +64,22 @@ def _as_bytes(data: Any) -> np.ndarray:
     return np.frombuffer(memoryview(data).cast('B'), dtype=np.uint8)
 
 
-def image_to_rgb(msg: Any, copy: bool = True) -> np.ndarray:
+def _check_pixels(width: int, height: int, max_pixels: int) -> None:
+    if width * height > max_pixels:
+        raise BadInput('image_too_large', f'{width}x{height} = {width * height} pixels, more '
+                                          f'than max_image_pixels ({max_pixels})')
+
+
+def image_to_rgb(msg: Any, copy: bool = True,
+                 max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> np.ndarray:
     """
     Return a ``sensor_msgs/Image`` as an (H, W, 3) uint8 rgb array.
 
     Checks the buffer against ``height × step`` before viewing it, because a short buffer
     would otherwise raise deep inside numpy and a long one would be silently misread.
     With ``copy=False`` an rgb8 image is returned as a view of the message's buffer, which
-    saves a full-frame copy when the caller only resizes it.
+    saves a full-frame copy when the caller only resizes it. Images of more than
+    ``max_pixels`` are refused (``image_too_large``): resizing one costs seconds.
     """
     encoding = str(msg.encoding).lower()
     if encoding not in ENCODINGS:
@@ -73,6 +88,7 @@ def image_to_rgb(msg: Any, copy: bool = True) -> np.ndarray:
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
     if height <= 0 or width <= 0:
         raise BadInput('image_size', f'empty image {width}x{height}')
+    _check_pixels(width, height, max_pixels)
     if step < width * channels:
         raise BadInput('image_size', f'step {step} < width {width} x {channels} channels')
     data = _as_bytes(msg.data)
@@ -95,19 +111,42 @@ _REDUCED_FLAGS = {1: 'IMREAD_COLOR', 2: 'IMREAD_REDUCED_COLOR_2', 4: 'IMREAD_RED
                   8: 'IMREAD_REDUCED_COLOR_8'}
 
 
-def compressed_to_rgb(msg: Any, reduction: int = 1) -> np.ndarray:
+def declared_size(data: np.ndarray) -> tuple[int, int]:
+    """
+    Return the ``(width, height)`` a compressed image's header declares, without decoding.
+
+    Pillow's ``open`` parses the header only (PNG IHDR, JPEG SOF, …) and decodes nothing
+    until asked; OpenCV has no header-only call, and ``imdecode`` allocates the whole
+    declared image first, so a 1 MB PNG declaring 20000x20000 costs 1.2 GB.
+    """
+    try:
+        with PILImage.open(io.BytesIO(data.tobytes())) as image:
+            return int(image.width), int(image.height)
+    except PILImage.DecompressionBombError as error:  # Pillow's own limit, far above ours
+        raise BadInput('image_too_large', str(error)) from None
+    except Exception as error:  # noqa: BLE001 - whatever Pillow cannot parse, we refuse
+        raise BadInput('image_decode', f'unreadable image header ({type(error).__name__}: '
+                                       f'{error})') from None
+
+
+def compressed_to_rgb(msg: Any, reduction: int = 1,
+                      max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> np.ndarray:
     """
     Decode a ``sensor_msgs/CompressedImage`` (JPEG or PNG) to (H, W, 3) uint8 rgb.
 
     ``reduction`` (1, 2, 4 or 8) decodes at that fraction of the full size when the format
     allows it (JPEG's DCT scaling): decoding 640×480 at 1/4 costs a fraction of full size,
-    and the labeler only needs 80×64.
+    and the labeler only needs 80×64. The size the header declares is checked against
+    ``max_pixels`` before anything is decoded (``image_too_large``): a decompression bomb
+    costs a header parse, not the memory it asks for.
     """
     data = _as_bytes(msg.data)
     if data.size == 0:
         raise BadInput('image_decode', 'empty compressed image')
     if cv2 is None:  # pragma: no cover
         raise BadInput('image_decode', 'OpenCV is not installed')
+    width, height = declared_size(data)
+    _check_pixels(width, height, max_pixels)
     flag = getattr(cv2, _REDUCED_FLAGS.get(reduction, 'IMREAD_COLOR'))
     image = cv2.imdecode(data, flag)
     if image is None:
