@@ -278,19 +278,21 @@ def test_odometry_slightly_backwards_is_late(tmp_path):
     assert report.counters['resets'] == 0
 
 
-def test_bag_played_in_a_loop_resets_and_keeps_labeling(tmp_path):
+def test_bag_played_in_a_loop_exports_every_frame_of_both_passes(tmp_path):
     single = messages()
     duration = single[-1].stamp - single[0].stamp + NS
     looped = single + [m._replace(stamp=m.stamp + duration) for m in messages()]
     report = export_and_check(tmp_path, looped, storage='mcap')
     assert report.counters['resets'] == 1
-    assert report.counters['dropped_on_reset'] > 0
-    # After the reset labeling starts afresh: the second pass is labeled as a fresh run.
+    # The first pass ends as a bag ends: its pending frames are finalised, none dropped.
+    assert report.counters['dropped_on_reset'] == 0
+    assert report.counters['flushed_on_reset'] > 0
     _, fresh = reference(single)
     data = read_dataset(tmp_path / 'out.h5')
-    assert data['stamps'].size > len(fresh)
-    assert_matches({k: v[-len(fresh):] for k, v in data.items() if k in (
-        'images', 'labels', 'counts', 'stamps', 'poses')}, fresh)
+    assert data['stamps'].size == 2 * len(fresh)
+    for part in (slice(0, len(fresh)), slice(len(fresh), None)):
+        assert_matches({k: v[part] for k, v in data.items() if k in (
+            'images', 'labels', 'counts', 'stamps', 'poses')}, fresh)
 
 
 # ---------------------------------------------------------------------- bad bags

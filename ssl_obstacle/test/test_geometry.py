@@ -186,3 +186,15 @@ def test_clear_forgets_everything():
 def test_capacity_must_hold_two_samples():
     with pytest.raises(ValueError):
         PoseHistory(1)
+
+
+def test_no_interpolation_across_a_gap_longer_than_max_gap():
+    samples = history(*((stamp, (float(stamp), 0.0, 0.0)) for stamp in (0, 10, 50, 60)))
+    poses, valid = samples.interpolate([5, 10, 30, 50, 55], max_gap=20)
+    assert valid.tolist() == [True, True, False, True, True]  # the samples themselves count
+    np.testing.assert_allclose(poses[valid][:, 0], [5.0, 10.0, 50.0, 55.0])
+    assert np.isnan(poses[2]).all()
+    _, valid = samples.interpolate([30], max_gap=40)
+    assert valid.all()
+    assert [samples.in_gap(s, 20) for s in (5, 10, 30, 50, 70)] == [
+        False, False, True, False, False]

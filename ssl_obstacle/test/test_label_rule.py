@@ -436,18 +436,21 @@ def test_duplicates_are_rejected():
 
 
 @pytest.mark.parametrize('poll_every', [1, 0])
-def test_time_jump_backwards_resets_and_labeling_resumes(poll_every):
+def test_time_jump_backwards_finishes_the_old_run_and_labeling_resumes(poll_every):
     labeler = Labeler(LabelParams(sensor_names=('center',), distances=(0.0, 0.02)))
     # First pass: standing still until 10 s. Frame 3 is labeled and leaves by its window
-    # at 9.05 s, before the jump; three more frames never see a reading. Batched polling
-    # does not poll before the jump: what had settled must still come out.
+    # at 9.05 s, before the jump. Frame 9.5 has a known cell but is still pending when the
+    # bag restarts; 9.7 and 9.9 never see a reading. Batched polling does not poll before
+    # the jump: what had settled must still come out.
     first = [*stationary(10.0), frame(3.0), reading(3.0, 'center', True),
-             frame(9.5), frame(9.7), frame(9.9)]
+             frame(9.5), reading(9.5, 'center', True), frame(9.7), frame(9.9)]
     results, _ = feed(labeler, first, poll_every, final_poll=bool(poll_every))
     # The bag restarts at 1 s (9 s back, beyond time_jump_threshold = 2 s).
     assert labeler.add_odometry(ns(1.0), 0.0, 0.0, 0.0) is Outcome.RESET
     c = labeler.counters
-    assert (c.resets, c.dropped_on_reset) == (1, 3)
+    # The old run ends as a stream ends: its pending frames are finalised, not dropped.
+    assert (c.resets, c.flushed_on_reset, c.dropped_on_reset) == (1, 1, 0)
+    assert c.frames_unlabeled == 2
     assert labeler.pending_frames == 0 and labeler.newest_stamp == ns(1.0)
     # Second pass: drive and complete a frame, as in a fresh labeler.
     second = [(1.0 + t, kind, pose) for t, kind, pose in straight(0.1, 0.6)][1:]
@@ -455,9 +458,10 @@ def test_time_jump_backwards_resets_and_labeling_resumes(poll_every):
     results += feed(labeler, second, poll_every)[0]
     results += labeler.flush()
     assert [(r.stamp, r.reason) for r in results] == [
-        (ns(3.0), 'window'), (ns(1.0), 'complete')]
+        (ns(3.0), 'window'), (ns(9.5), 'flush'), (ns(1.0), 'complete')]
     assert_labels(results[0], grid([1, NAN]), counts([1, 0]))
-    assert_labels(results[1], grid([0, 1]), counts([1, 1]))
+    assert_labels(results[1], grid([1, NAN]), counts([1, 0]))
+    assert_labels(results[2], grid([0, 1]), counts([1, 1]))
 
 
 def test_stragglers_of_the_old_run_do_not_restart_the_new_one_again():
@@ -564,3 +568,32 @@ def test_parameters_round_trip_through_a_mapping():
 def test_meaningless_parameters_are_rejected(values):
     with pytest.raises(ValueError):
         LabelParams.from_mapping(values)
+
+
+@pytest.mark.parametrize('poll_every', [1, 0])
+def test_no_pose_is_interpolated_across_an_odometry_gap(poll_every):
+    # Odometry stops from 2.0 s to 5.5 s (a driver hiccup). A straight line between the
+    # samples would put the reading at 3.0 s at x = 0.3, 0.2 m ahead of frame 1.0, and give
+    # that cell a label nobody measured; the frame and the reading inside the gap are
+    # dropped and counted instead, the gap is counted once, and labeling goes on after it.
+    params = LabelParams(sensor_names=('center',), distances=(0.0, 0.2))
+    events = [*straight(0.1, 2.0), *straight(0.1, 9.0, start=5.5),
+              frame(1.0), reading(1.0, 'center', False), reading(3.0, 'center', True),
+              frame(3.5), frame(6.0), reading(6.0, 'center', True)]
+    labeler, results, _ = run(params, events, poll_every)
+    assert sorted(results) == [1.0, 6.0]
+    assert_labels(results[1.0], grid([0, NAN]), counts([1, 0]))
+    assert_labels(results[6.0], grid([1, NAN]), counts([1, 0]))
+    c = labeler.counters
+    assert (c.odometry_gaps, c.frames_in_gap, c.readings_in_gap) == (1, 1, 1)
+    assert c.no_odometry == 0
+    assert labeler.last_gap == (ns(2.0), ns(5.5))
+
+
+def test_gaps_within_max_odometry_gap_are_interpolated():
+    params = LabelParams(sensor_names=('center',), distances=(0.0, 0.2), max_odometry_gap=4.0)
+    events = [*straight(0.1, 2.0), *straight(0.1, 9.0, start=5.5),
+              frame(1.0), reading(1.0, 'center', False), reading(3.0, 'center', True)]
+    labeler, results, _ = run(params, events)
+    assert_labels(results[1.0], grid([0, 1]), counts([1, 1]))
+    assert labeler.counters.odometry_gaps == 0

@@ -154,13 +154,16 @@ class PoseHistory:
         if index > 0:
             self._start += index
 
-    def interpolate(self, stamps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def interpolate(self, stamps: np.ndarray,
+                    max_gap: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """
         Poses at ``stamps`` and a mask of which could be interpolated.
 
         A stamp is valid when it lies within the history (inclusive); outside it the pose is
         unknown (NaN), never extrapolated, because an extrapolated pose would produce a
-        wrong label.
+        wrong label. With ``max_gap`` (ns), a stamp between two samples farther apart than
+        that is unknown too: across a gap in odometry the robot may have turned or stopped,
+        and a straight line between the samples would be a guess.
         """
         stamps = np.asarray(stamps, dtype=np.int64)
         known_stamps, known_poses = self.stamps, self.poses
@@ -183,5 +186,18 @@ class PoseHistory:
         delta[..., 2] = wrap_angle(delta[..., 2])
         result = p0 + alpha[..., None] * delta
         result[..., 2] = wrap_angle(result[..., 2])
+        if max_gap is not None:
+            across = known_stamps[upper] - t0 > max_gap
+            if across.any():
+                at_sample = (stamps == t0) | (stamps == known_stamps[upper])
+                valid &= ~across | at_sample
         result[~valid] = np.nan
         return result, valid
+
+    def in_gap(self, stamp: int, max_gap: int) -> bool:
+        """Whether ``stamp`` lies strictly between two samples more than ``max_gap`` apart."""
+        stamps = self.stamps
+        upper = int(np.searchsorted(stamps, stamp, side='left'))
+        if upper == 0 or upper >= len(stamps) or stamps[upper] == stamp:
+            return False
+        return int(stamps[upper]) - int(stamps[upper - 1]) > max_gap

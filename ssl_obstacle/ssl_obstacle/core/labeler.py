@@ -28,10 +28,15 @@ Ordering rules (refining DESIGN.md §5, see docs/architecture.md):
   since: eager and batched polling accept exactly the same inputs. A stamp more than
   ``time_jump_threshold`` behind ``newest`` means the stream restarted (a bag played in a
   loop) when it is also that far behind the last stamp of *its own* stream (odometry, the
-  camera, or the same proximity sensors): what had settled before the jump is processed,
-  everything still pending is dropped and labeling starts afresh. A stream that merely lags
+  camera, or the same proximity sensors): the run that ended is finished as at the end of
+  a stream (its pending frames come out of the next poll) and labeling starts afresh.
+  A stream that merely lags
   the others (a slow camera driver, a skewed clock) never moves backwards within itself, so
   its messages are rejected as late instead of wiping everyone's work.
+* Poses are never interpolated between two odometry samples more than
+  ``max_odometry_gap`` apart: frames and readings stamped inside such a gap are dropped
+  and counted (``frames_in_gap``, ``readings_in_gap``), each gap is counted once when it
+  settles (``odometry_gaps``, the latest in :attr:`Labeler.last_gap`).
 * At the end of a stream (:meth:`Labeler.flush`) odometry up to its last sample counts as
   settled; readings taken up to that sample are applied too (their key may lie beyond it),
   then every pending frame is finalised.
@@ -117,7 +122,11 @@ class LabelerCounters:
     duplicates: int = 0
     bad_values: int = 0
     no_odometry: int = 0
+    odometry_gaps: int = 0
+    frames_in_gap: int = 0
+    readings_in_gap: int = 0
     resets: int = 0
+    flushed_on_reset: int = 0
     dropped_on_reset: int = 0
     final_complete: int = 0
     final_window: int = 0
@@ -160,6 +169,9 @@ class Labeler:
         self._reorder = round(p.reorder_window * NS_PER_S)
         self._jump = round(p.time_jump_threshold * NS_PER_S)
         self._max_age = round(p.max_age * NS_PER_S)
+        self._max_gap = round(p.max_odometry_gap * NS_PER_S)
+        #: (start, end) stamps of the latest odometry gap found, for the caller's log line.
+        self.last_gap: tuple[int, int] | None = None
         self._tol_x = p.tol_x + EPSILON
         self._tol_y = p.tol_y + EPSILON
         self._tol_theta = p.tol_theta + EPSILON
@@ -238,10 +250,13 @@ class Labeler:
             self._newest = stamp
             return None
         if stamp < newest - self._jump and last is not None and stamp < last - self._jump:
-            # Finish what had settled before the jump, so that the labels do not depend on
-            # whether poll() ran just before it.
-            self._advance()
+            # The run that ended is finished as at the end of a stream (its frames come out
+            # of the next poll()), so a looping bag loses nothing; then labeling starts afresh.
+            self._advance()  # what had settled, whatever the poll cadence was
+            labeled_before = self.counters.frames_labeled
+            self._finish_pending()
             self.counters.resets += 1
+            self.counters.flushed_on_reset += self.counters.frames_labeled - labeled_before
             self.counters.dropped_on_reset += self.reset()
             self._before_reset = newest
             self._newest = stamp
@@ -344,16 +359,21 @@ class Labeler:
 
     def flush(self) -> list[LabeledResult]:
         """End of stream: process everything odometry covers, finalise every pending frame."""
+        self._finish_pending()
+        return self._take_ready()
+
+    def _finish_pending(self) -> None:
+        """Finalise every pending frame as at the end of a stream (flush, restart)."""
         self._advance(final=True)
         # What is left has keys beyond the last odometry sample: frames without a pose, and
         # readings of which those taken up to the last sample still label older frames.
         tail = [heappop(self._waiting) for _ in range(len(self._waiting))]
         if tail:
-            poses, valid = self._history.interpolate([item[_STAMP] for item in tail])
+            poses, valid = self._history.interpolate([item[_STAMP] for item in tail],
+                                                     self._max_gap)
             self._process(tail, 0, len(tail), poses, valid.tolist())
         self._waiting_frame_stamps.clear()
         self._finalise(self._buffer.slots_in_order(), 'flush')
-        return self._take_ready()
 
     def _take_ready(self) -> list[LabeledResult]:
         """Results of the frames finalised since the last call, labels computed in one go."""
@@ -411,6 +431,7 @@ class Labeler:
             return
         settled = stamps[start:end].tolist()
         limit = settled[-1]
+        self._note_gaps(stamps[max(start - 1, 0):end])
         waiting = self._waiting
         batch = []
         while waiting and waiting[0][_KEY] <= limit:
@@ -420,7 +441,7 @@ class Labeler:
         past = self._past
         query = [item[_STAMP] for item in batch]
         query.extend(u - past for u in settled)
-        poses, valid = history.interpolate(query)
+        poses, valid = history.interpolate(query, self._max_gap)
         valid = valid.tolist()
         robot_xy = poses[len(batch):, :2]
         robot_known = valid[len(batch):]
@@ -441,6 +462,26 @@ class Labeler:
         history.drop_before(limit - past - self._max_age)
         self._bound_waiting()
 
+    def _note_gaps(self, stamps: np.ndarray) -> None:
+        """Count the gaps between consecutive settled odometry samples (each seen once)."""
+        if len(stamps) < 2:
+            return
+        gaps = (np.diff(stamps) > self._max_gap).nonzero()[0]
+        if gaps.size:
+            self.counters.odometry_gaps += int(gaps.size)
+            self.last_gap = (int(stamps[gaps[-1]]), int(stamps[gaps[-1] + 1]))
+
+    def _count_unposed(self, kind: int, stamp: int, inputs: int) -> None:
+        """Count inputs without a pose: inside an odometry gap, or outside the history."""
+        in_gap = self._history.in_gap(stamp, self._max_gap)
+        counters = self.counters
+        if in_gap and kind == _FRAME:
+            counters.frames_in_gap += inputs
+        elif in_gap:
+            counters.readings_in_gap += inputs
+        else:
+            counters.no_odometry += inputs
+
     def _process(self, batch: list[tuple], first: int, end: int, poses: np.ndarray,
                  valid: list[bool]) -> None:
         """Insert frames and apply readings of ``batch[first:end]``, in key order."""
@@ -454,7 +495,7 @@ class Labeler:
                 if valid[index]:
                     self._insert_frame(stamp, poses[index], item[_DATA])
                 else:
-                    counters.no_odometry += 1
+                    self._count_unposed(_FRAME, stamp, 1)
                 index += 1
                 continue
             # Readings with the same stamp share one pose and one neighbourhood query.
@@ -463,7 +504,8 @@ class Labeler:
                     batch[group_end][_KIND] == _READING:
                 group_end += 1
             if not valid[index]:
-                counters.no_odometry += sum(len(batch[i][_DATA]) for i in range(index, group_end))
+                self._count_unposed(_READING, stamp, sum(len(batch[i][_DATA])
+                                                         for i in range(index, group_end)))
             elif group_end == index + 1:
                 self._apply_readings(stamp, poses[index], item[_DATA], item[_HITS])
             else:

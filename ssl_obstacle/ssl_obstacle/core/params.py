@@ -43,6 +43,9 @@ class LabelParams:
     max_age: float = 12.0
     #: Odometry samples kept for interpolation.
     odom_history: int = 4096
+    #: Poses are never interpolated between odometry samples farther apart than this: three
+    #: periods of a 10 Hz driver, six at 20 Hz. Inputs stamped inside a longer gap are dropped.
+    max_odometry_gap: float = 0.3
 
     def __post_init__(self) -> None:
         """Reject parameters that would make the rule meaningless or the buffers unbounded."""
@@ -59,6 +62,9 @@ class LabelParams:
             value = getattr(self, name)
             if not np.isfinite(value) or value < 0:
                 raise ValueError(f'{name} must be a finite, non-negative number, got {value}')
+        if not np.isfinite(self.max_odometry_gap) or self.max_odometry_gap <= 0:
+            raise ValueError(f'max_odometry_gap must be a positive number of seconds, '
+                             f'got {self.max_odometry_gap}')
         if self.time_jump_threshold <= self.reorder_window:
             raise ValueError('time_jump_threshold must exceed reorder_window')
         for name in ('max_pending_frames', 'max_waiting', 'odom_history'):
