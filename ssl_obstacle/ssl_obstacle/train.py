@@ -384,8 +384,10 @@ def with_implied_blocking(frames: Frames, info: FileInfo) -> Frames:
         return frames
     labels = completion(frames.labels)
     added = int(np.isnan(frames.labels).sum() - np.isnan(labels).sum())
-    print(f'implied blocking ({completion.describe()}): {added} cells added '
-          f'to {int(np.isfinite(frames.labels).sum())} observed')
+    observed = int(np.isfinite(frames.labels).sum())
+    print(f'implied blocking: {added} unlabeled cells of the training frames are trained as '
+          f'obstacles, beside {observed} observed ones ({completion.explain()}; '
+          '--no-implied-blocking turns this off)')
     return Frames(frames.images, labels, frames.sources)
 
 

@@ -217,6 +217,7 @@ def test_background_training_with_concurrent_adds_and_consistent_predictions():
     fill(learner, 16)
     errors: list[BaseException] = []
     records: list[tuple[int, np.ndarray, int]] = []
+    seen_versions: set[int] = set()
     stop = threading.Event()
     images, labels = synthetic(np.random.default_rng(6), 400)
 
@@ -236,6 +237,7 @@ def test_background_training_with_concurrent_adds_and_consistent_predictions():
             while not stop.is_set():
                 probabilities, version = learner.predict_with_version(images[i % 400])
                 records.append((i % 400, probabilities, version))
+                seen_versions.add(version)
                 i += 1
         except Exception as error:  # reported by the main thread
             errors.append(error)
@@ -244,7 +246,10 @@ def test_background_training_with_concurrent_adds_and_consistent_predictions():
     threads = [threading.Thread(target=adder), threading.Thread(target=predictor)]
     for thread in threads:
         thread.start()
-    time.sleep(2.0)
+    # Run until training, adding and predicting have all overlapped enough, however busy the
+    # machine (a fixed 2 s was too short beside two CPU-bound processes).
+    assert wait(lambda: errors or (learner.updates > 0 and learner.labeled_frames > 100
+                                   and len(seen_versions) > 1), timeout=120.0)
     stop.set()
     for thread in threads:
         thread.join()
@@ -274,12 +279,11 @@ def test_pause_stops_updates_and_resume_restarts_them():
         while learner.updates == 0 and time.monotonic() < deadline:
             time.sleep(0.01)
         assert learner.updates > 0
-        learner.pause()
+        learner.pause()  # returns after a step in progress has ended
         assert learner.paused and learner.status().paused
-        time.sleep(0.3)  # let a step in progress finish
         frozen = learner.updates
         fill(learner, 8, seed=7, start=100)  # frames still arrive and are scored
-        time.sleep(0.4)
+        time.sleep(0.4)  # not a wait for anything: steps would happen meanwhile
         assert learner.updates == frozen
         assert learner.labeled_frames == 24
         learner.resume()
@@ -291,13 +295,58 @@ def test_pause_stops_updates_and_resume_restarts_them():
         assert learner.stop()
 
 
+def test_pause_returns_only_after_the_step_in_progress():
+    """After pause() no step ends: a test (or the node's service) needs no sleep to be sure."""
+    learner = OnlineLearner(CONFIG, settings())
+    fill(learner, 16)
+    in_step = threading.Event()
+    step = learner._train_once
+
+    def slow_step() -> float:
+        with learner._train_lock:
+            in_step.set()
+            time.sleep(0.3)  # a step on a busy machine
+            return step()
+
+    learner._train_once = slow_step
+    learner.start()
+    try:
+        assert in_step.wait(30.0)
+        learner.pause()
+        frozen = learner.updates
+        assert frozen >= 1  # the step under way when pause() was called has ended
+        time.sleep(0.5)  # not a wait for anything: a step would end meanwhile
+        assert learner.updates == frozen
+    finally:
+        assert learner.stop()
+
+
+def test_labels_outside_zero_one_are_refused_before_scoring_or_storing():
+    """BCE on a target of 7 or -3 has no lower bound: such a frame must never be trained on."""
+    learner = OnlineLearner(CONFIG, settings())
+    image = np.zeros((32, 40, 3), dtype=np.uint8)
+    for value in (7.0, -3.0, 1.0001, np.inf, -np.inf):
+        labels = np.full((3, 4), np.nan, dtype=np.float32)
+        labels[0, 0], labels[1, 1] = 0.5, value
+        with pytest.raises(ValueError, match=r'\[0, 1\]'):
+            learner.add_labeled(image, labels, 1)
+    assert learner.labeled_frames == 0 and len(learner.buffer) == 0
+    edges = np.array([[0.0, 1.0, np.nan, 0.5]] * 3, dtype=np.float32)
+    learner.add_labeled(image, edges, 2)  # 0, 1 and NaN (unknown) are fine
+    assert learner.labeled_frames == 1 and len(learner.buffer) == 1
+
+
 def test_update_rate_cap_is_respected():
     learner = OnlineLearner(CONFIG, settings(max_updates_per_second=10.0, batch_size=8))
     fill(learner, 16)
+    started = time.monotonic()
     learner.start()
-    time.sleep(1.0)
+    # Uncapped, 5 steps of this size take a few ms; at 10 per second at least 0.4 s. Waiting
+    # for them (not for a fixed second) holds on a busy machine, where steps come late.
+    assert wait(lambda: learner.updates >= 5, timeout=60.0)
     assert learner.stop()
-    assert 1 <= learner.updates <= 13
+    elapsed = time.monotonic() - started
+    assert elapsed >= 0.35 and learner.updates <= 10.0 * elapsed + 2, (learner.updates, elapsed)
 
 
 def test_reset_model_changes_predictions_and_keeps_the_buffer():
@@ -484,6 +533,7 @@ def test_process_learner_keeps_the_learner_contract(tmp_path):
         # Concurrent prediction during background training: every prediction equals a
         # recomputation with the weights of the snapshot version it reports.
         records = []
+        seen_versions = set()
         stop = threading.Event()
         images = synthetic(np.random.default_rng(6), 50)[0]
 
@@ -491,16 +541,17 @@ def test_process_learner_keeps_the_learner_contract(tmp_path):
             i = 0
             while not stop.is_set():
                 records.append((i % 50, *learner.predict_with_version(images[i % 50])))
+                seen_versions.add(records[-1][2])
                 i += 1
 
         learner.start()
         thread = threading.Thread(target=predictor)
         thread.start()
-        time.sleep(2.0)
-        learner.pause()
-        time.sleep(0.5)
+        # Predict while several snapshots come in, however long the machine takes for them.
+        assert wait(lambda: learner.updates >= 20 and len(seen_versions) > 1, timeout=120.0)
+        learner.pause()  # returns once the trainer stopped between two steps
         frozen = learner.updates
-        time.sleep(0.5)
+        time.sleep(0.5)  # not a wait for anything: steps would happen meanwhile
         assert learner.updates == frozen and learner.status().paused
         learner.resume()
         assert wait(lambda: learner.updates > frozen)

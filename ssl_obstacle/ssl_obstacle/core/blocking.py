@@ -129,12 +129,12 @@ class BlockedCompletion:
         found = [(name, gap) for name, gap in zip(self.sensor_names, self.gaps)
                  if math.isfinite(gap)]
         if not found:
-            return ('off for this grid: no sensor sees only what lies in the robot\'s path, '
+            return ("off for this grid: no sensor sees only what lies in the robot's path, "
                     'so a sighting implies nothing about the cells behind it')
         sensors = ' or '.join(f'sensor {name}' for name, _ in found)
         reach = ', '.join(f'd + {gap:.3f} m ({name})' for name, gap in found) \
             if len(found) > 1 else f'd + {found[0][1]:.3f} m'
-        return (f'when {sensors} sees an obstacle from a pose d metres ahead, the robot\'s '
+        return (f"when {sensors} sees an obstacle from a pose d metres ahead, the robot's "
                 f'body would hit it by {reach} at the latest, so every unlabeled cell from '
                 'there on, of every sensor, is trained as an obstacle (the robot never gets '
                 'there to label it); observed labels are kept as they are')

@@ -342,11 +342,19 @@ class PrequentialLearner:
         never trained on a frame it is scored on. Frames without any known cell are scored
         (they change nothing) but not stored: they would carry no gradient. A stored frame
         trains on ``label_completion(labels)`` when set. Returns the prediction (S, D).
+        Labels must be NaN (unknown) or in [0, 1]; anything else raises ``ValueError``
+        before the frame is scored or stored.
         """
         labels = np.asarray(labels, dtype=np.float32)
         shape = (self.config.num_sensors, self.config.num_distances)
         if labels.shape != shape:
             raise ValueError(f'labels must be {shape}, got {labels.shape}')
+        known = labels[~np.isnan(labels)]
+        if not ((known >= 0.0) & (known <= 1.0)).all():
+            # A target outside [0, 1] makes the cross-entropy unbounded below: the model
+            # would learn to push its logits to infinity, and the loss goes negative.
+            raise ValueError(f'labels must be NaN (unknown) or in [0, 1], got values from '
+                             f'{float(known.min()):g} to {float(known.max()):g}')
         prediction = self.predict(image)
         with self._window_lock:
             slot = self._window_next
@@ -577,14 +585,25 @@ class OnlineLearner(PrequentialLearner):
                         continue
                     # Never bank more than one period of slack (no bursts after a stall).
                     next_step = max(next_step + period, time.monotonic() - period)
-                self._train_once()
+                with self._train_lock:  # pause() waits for this lock: no step after it
+                    if self._paused.is_set():
+                        continue
+                    self._train_once()
         except Exception as error:  # reported through status(); the node decides what to do
             _LOG.exception('online training stopped by an error')
             self._error = error
 
     def pause(self) -> None:
-        """Stop taking training steps (frames are still scored and stored)."""
+        """
+        Stop taking training steps (frames are still scored and stored).
+
+        Returns once a step in progress has ended, so ``updates`` stays as it is from then
+        on: the node's pause service answers "paused" when training really is, and a test
+        needs no sleep to let the last step finish.
+        """
         self._paused.set()
+        with self._train_lock:  # the background loop checks the flag under this lock
+            pass
 
     def resume(self) -> None:
         """Take training steps again."""

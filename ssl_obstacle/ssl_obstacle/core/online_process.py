@@ -578,10 +578,20 @@ class ProcessOnlineLearner(PrequentialLearner):
         """Return what ended the training process, if it failed."""
         return self._error
 
-    def pause(self) -> None:
-        """Stop taking training steps (frames are still scored and stored)."""
+    def pause(self, timeout: float = REQUEST_TIMEOUT) -> None:
+        """
+        Stop taking training steps (frames are still scored and stored).
+
+        Returns once the trainer has acknowledged, between two steps: the weights of every
+        step it took have arrived by then (the pipe keeps order), so ``updates`` stays as
+        it is from then on. A trainer that is gone trains no more anyway (``status().error``
+        says why), and one that does not answer within ``timeout`` pauses when it next
+        reads the pipe: neither is an error of pausing.
+        """
         self._paused.set()
-        self._send('pause', True)
+        with contextlib.suppress(TrainerError):
+            self._send('pause', True)
+            self._request('ping', timeout=timeout)
 
     def resume(self) -> None:
         """Take training steps again."""

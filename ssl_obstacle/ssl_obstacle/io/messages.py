@@ -17,6 +17,8 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, LaserScan, Range
 from ssl_obstacle_msgs.msg import LabeledFrame
 from std_msgs.msg import Header
 
+from .conversions import image_to_rgb, stamp_to_ns
+from .labeled_frames import grids
 from ..core.geometry import quaternion_from_yaw, yaw_from_quaternion
 from ..core.labeler import LabeledResult
 from ..core.thymio import LASER_SHIFT as THYMIO_LASER_SHIFT
@@ -65,19 +67,26 @@ def labeled_frame_msg(result: LabeledResult, sensor_names: Sequence[str],
 
 
 def labeled_frame_arrays(msg: Any) -> dict[str, Any]:
-    """Unpack a ``LabeledFrame`` into numpy arrays (for consumers and tests)."""
-    sensors, distances = len(msg.sensor_names), len(msg.distances)
-    image = np.frombuffer(bytes(msg.image.data), dtype=np.uint8)
+    """
+    Unpack a ``LabeledFrame`` into numpy arrays (for consumers and tests).
+
+    The image is read through its encoding and step (a bgr8 frame comes back as rgb, a
+    padded row loses its padding) and the grids must hold one cell per sensor and
+    distance; anything else raises :class:`~.conversions.BadInput`. Nothing is checked
+    against a learner's configuration here: that is
+    :func:`~.labeled_frames.check_labeled_frame`.
+    """
+    labels, counts = grids(msg, len(msg.sensor_names), len(msg.distances))
     return {
-        'stamp': int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec),
-        'image': image.reshape(msg.image.height, msg.image.width, 3),
+        'stamp': stamp_to_ns(msg.header.stamp),
+        'image': image_to_rgb(msg.image, copy=True),
         'pose': np.array([msg.pose.position.x, msg.pose.position.y, yaw_from_quaternion(
             msg.pose.orientation.x, msg.pose.orientation.y,
             msg.pose.orientation.z, msg.pose.orientation.w)]),
         'sensor_names': list(msg.sensor_names),
         'distances': np.asarray(msg.distances, dtype=np.float32),
-        'labels': np.asarray(msg.labels, dtype=np.float32).reshape(sensors, distances),
-        'counts': np.frombuffer(bytes(msg.counts), dtype=np.uint8).reshape(sensors, distances),
+        'labels': labels,
+        'counts': counts,
     }
 
 

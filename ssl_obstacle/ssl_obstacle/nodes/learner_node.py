@@ -45,9 +45,11 @@ from ..core.model import ModelConfig
 from ..core.online import LearnerSettings, OnlineLearner, PrequentialLearner
 from ..core.online_process import ProcessOnlineLearner
 from ..core.params import LabelParams
-from ..io.conversions import BadInput, compressed_to_rgb, image_to_rgb, resize_rgb, stamp_to_ns
+from ..io.conversions import (BadInput, compressed_to_rgb, DEFAULT_MAX_IMAGE_PIXELS, ENCODINGS,
+                              image_to_rgb, resize_rgb, stamp_to_ns)
+from ..io.labeled_frames import check_labeled_frame, FIXES, FrameSpec, KINDS
 from ..io.learner_messages import markers_msg, overlay_image, prediction_msg, status_msg
-from ..io.messages import labeled_frame_arrays, rgb_to_image_msg
+from ..io.messages import rgb_to_image_msg
 
 _STOP = object()
 #: Seconds at most a labeled frame waits for a camera frame's prediction to end.
@@ -93,6 +95,24 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
                                'core/blocking.py); scoring keeps the observed labels'),
     'labeled_queue_size': (2000, 'labeled frames waiting to be scored and stored (about 16 kB '
                                  'each); beyond it the newest are dropped and counted'),
+    'max_image_pixels': (DEFAULT_MAX_IMAGE_PIXELS,
+                         'camera frames declaring more pixels (width x height) are refused '
+                         'before decoding (image_too_large): a small compressed image can '
+                         'declare gigabytes'),
+}
+
+#: Kinds of bad camera frame (``BadInput.kind`` of io/conversions.py), counted as
+#: ``camera_<kind>``; ``error`` is any other failure of a prediction.
+CAMERA_KINDS = ('image_too_large', 'image_encoding', 'image_size', 'image_decode', 'error')
+
+#: What to fix, by kind of bad camera frame, for the log line that reports it.
+CAMERA_FIXES = {
+    'image_too_large': 'Raise max_image_pixels only if the camera really sends this many '
+                       'pixels.',
+    'image_encoding': f'Publish one of {", ".join(ENCODINGS)} on the camera topic.',
+    'image_size': "The image's data must hold height x step bytes, with step at least width "
+                  'x bytes per pixel.',
+    'image_decode': 'The compressed data must be a readable JPEG or PNG image.',
 }
 
 
@@ -127,10 +147,23 @@ class LearnerNode(Node):
             completion = BlockedCompletion(self.sensor_names, self.distances)
             if completion.active:
                 self.learner.label_completion = completion
-            self.get_logger().info(f'implied blocking: {completion.describe()}')
+            self.get_logger().info(f'implied blocking: {completion.explain()}')
         self._log_bad = RateLimitedLog(self.get_logger().warning, period=5.0)
+        self._max_pixels = int(values['max_image_pixels'])
+        self.frame_spec = FrameSpec(sensor_names=tuple(self.sensor_names),
+                                    distances=tuple(self.distances),
+                                    image_width=self.config.image_width,
+                                    image_height=self.config.image_height,
+                                    max_pixels=self._max_pixels)
+        self._mapped_orders: set[tuple[int, ...]] = set()
+        #: Every counter of the status, each kind of refusal on its own (bad_<kind>: labeled
+        #: frames, camera_<kind>: camera frames), so a monitor shows what is checked.
         self.counters = {'camera_frames': 0, 'predicted': 0, 'stale_dropped': 0,
                          'labeled_in': 0, 'labeled_dropped': 0, 'bad_inputs': 0,
+                         'labeled_refused': 0, 'sensor_names_mapped': 0,
+                         **{f'bad_{kind}': 0 for kind in KINDS},
+                         'camera_refused': 0,
+                         **{f'camera_{kind}': 0 for kind in CAMERA_KINDS},
                          'checkpoints': 0, 'checkpoint_errors': 0}
         self._checkpoint = os.path.expanduser(str(values['checkpoint_path']))
         if self._checkpoint:  # e.g. ~/.ros/ssl_obstacle/ on a robot's first run
@@ -188,9 +221,12 @@ class LearnerNode(Node):
         self._scorer.start()
         self.learner.start()
         self.get_logger().info(
-            f'learning {self.config.num_sensors}x{self.config.num_distances} cells from '
-            f'{self.config.image_width}x{self.config.image_height} frames on '
-            f'{self.learner.device}; predictions on ssl/predictions')
+            f'learning to predict obstacles for {self.config.num_sensors} sensors x '
+            f'{self.config.num_distances} distances ahead ({self.distances[0]:g} to '
+            f'{self.distances[-1]:g} m) from {self.config.image_width}x'
+            f'{self.config.image_height} camera frames on {self.learner.device}: labeled frames '
+            f'in on ssl/labeled_frames, training once {self.learner_settings.min_buffer} are '
+            'stored, a prediction per camera frame out on ssl/predictions')
 
     # ------------------------------------------------------------------ checkpoints
     def _resume(self) -> None:
@@ -199,11 +235,12 @@ class LearnerNode(Node):
         try:
             self.learner.load(self._checkpoint)
         except Exception as error:  # noqa: BLE001 - a bad checkpoint must not stop learning
-            self.get_logger().error(f'cannot resume from {self._checkpoint}: {error}; '
-                                    'starting from scratch')
+            self.get_logger().error(f'cannot resume from the checkpoint {self._checkpoint} '
+                                    f'({error}): starting with an untrained model; the next '
+                                    'checkpoint replaces the file')
             return
-        self.get_logger().info(f'resumed from {self._checkpoint} '
-                               f'({self.learner.updates} updates)')
+        self.get_logger().info(f'resumed from the checkpoint {self._checkpoint}: a model '
+                               f'trained for {self.learner.updates} updates')
 
     def _save_checkpoint(self) -> bool:
         if not self._checkpoint:
@@ -213,7 +250,9 @@ class LearnerNode(Node):
                 self.learner.save(self._checkpoint)
             except Exception as error:  # noqa: BLE001 - report; learning goes on
                 self.counters['checkpoint_errors'] += 1
-                self.get_logger().error(f'checkpoint to {self._checkpoint} failed: {error}')
+                self.get_logger().error(f'could not write the checkpoint {self._checkpoint} '
+                                        f'({error}); learning goes on and the next save tries '
+                                        'again')
                 return False
             self.counters['checkpoints'] += 1
         return True
@@ -238,8 +277,9 @@ class LearnerNode(Node):
             try:
                 chore()
             except Exception as error:  # noqa: BLE001 - a failed status must not end them all
-                self._log_bad('chore', f'{getattr(chore, "__name__", chore)} failed: '
-                                       f'{type(error).__name__}: {error}')
+                self._log_bad('chore', f'the periodic {getattr(chore, "__name__", chore)} '
+                                       f'failed ({type(error).__name__}: {error}); it runs '
+                                       'again at its next period')
 
     # ------------------------------------------------------------------ inputs
     def _on_labeled(self, msg: LabeledFrame) -> None:
@@ -248,8 +288,10 @@ class LearnerNode(Node):
             self._labeled.put_nowait(msg)
         except queue.Full:
             self.counters['labeled_dropped'] += 1
-            self._log_bad('labeled_queue', 'dropped a labeled frame: the learner is '
-                                           f'{self._labeled.maxsize} frames behind')
+            self._log_bad('labeled_queue', 'dropped a labeled frame: '
+                                           f'{self._labeled.maxsize} frames already wait to be '
+                                           'scored (labeled_queue_size); the learner cannot '
+                                           'keep up with the labeler')
 
     def _score_loop(self) -> None:
         while True:
@@ -273,17 +315,39 @@ class LearnerNode(Node):
                 timeout=CAMERA_FIRST_WAIT)
 
     def _add_labeled(self, msg: LabeledFrame) -> None:
+        """Score and store a labeled frame that passes every check; count and log the rest."""
         try:
-            frame = labeled_frame_arrays(msg)
-            if frame['labels'].shape != (self.config.num_sensors, self.config.num_distances):
-                raise BadInput('grid_shape', f'grid {frame["labels"].shape} does not match '
-                                             f'the model ({self.config.num_sensors}, '
-                                             f'{self.config.num_distances})')
-            image = resize_rgb(frame['image'], self.config.image_width, self.config.image_height)
-            self.learner.add_labeled(image, frame['labels'], frame['stamp'])
-        except (BadInput, ValueError) as error:
-            self.counters['bad_inputs'] += 1
-            self._log_bad('labeled', f'ignored a labeled frame: {error}')
+            frame = check_labeled_frame(msg, self.frame_spec)
+        except BadInput as error:
+            self._refuse_labeled(error.kind, error.detail)
+            return
+        if frame.row_order is not None:
+            self._note_mapping(list(msg.sensor_names), frame.row_order)
+        try:
+            self.learner.add_labeled(frame.image, frame.labels, frame.stamp)
+        except ValueError as error:  # the learner's own checks: a safety net
+            self._refuse_labeled('learner', str(error))
+
+    def _refuse_labeled(self, kind: str, detail: str) -> None:
+        """Count a refused labeled frame by kind; say what was wrong and what to fix."""
+        key = f'bad_{kind}'
+        self.counters[key] = self.counters.get(key, 0) + 1
+        self.counters['labeled_refused'] += 1
+        self.counters['bad_inputs'] += 1
+        self._log_bad(f'labeled:{kind}', f'refused a labeled frame, not trained on ({key}: '
+                                         f'{self.counters[key]} so far): {detail}. '
+                                         f'{FIXES.get(kind, "")}'.rstrip())
+
+    def _note_mapping(self, names: list[str], order: tuple[int, ...]) -> None:
+        """Count a frame whose rows were put in this node's sensor order; log each order once."""
+        self.counters['sensor_names_mapped'] += 1
+        if order in self._mapped_orders:
+            return
+        self._mapped_orders.add(order)
+        self.get_logger().warning(
+            f'labeled frames list their sensors as {names}, this learner as '
+            f'{self.sensor_names}: their rows are mapped into this order by name (counted as '
+            'sensor_names_mapped); give both nodes the same sensor_names to avoid it')
 
     def _on_camera(self, msg: Any) -> None:
         self.counters['camera_frames'] += 1
@@ -305,20 +369,30 @@ class LearnerNode(Node):
             try:
                 self._predict(msg)
             except BadInput as error:
-                self.counters['bad_inputs'] += 1
-                self._log_bad(f'camera:{error.kind}', f'ignored a camera frame: {error}')
+                self._refuse_camera(error.kind, error.detail)
             except Exception as error:  # noqa: BLE001 - one bad frame must not stop predicting
-                self.counters['bad_inputs'] += 1
-                self._log_bad('camera:error', f'prediction failed: {type(error).__name__}: '
-                                              f'{error}')
+                self._refuse_camera('error', f'prediction failed: {type(error).__name__}: '
+                                             f'{error}')
             finally:
                 with self._mailbox_ready:
                     self._predicting = False
                     self._mailbox_ready.notify_all()
 
+    def _refuse_camera(self, kind: str, detail: str) -> None:
+        """Count a camera frame that got no prediction, by kind; say what to fix."""
+        key = f'camera_{kind}'
+        self.counters[key] = self.counters.get(key, 0) + 1
+        self.counters['camera_refused'] += 1
+        self.counters['bad_inputs'] += 1
+        self._log_bad(f'camera:{kind}', f'no prediction for a camera frame ({key}: '
+                                        f'{self.counters[key]} so far): {detail}. '
+                                        f'{CAMERA_FIXES.get(kind, "")}'.rstrip())
+
     def _predict(self, msg: Any) -> None:
-        rgb = compressed_to_rgb(msg) if isinstance(msg, CompressedImage) else \
-            image_to_rgb(msg, copy=False)
+        if isinstance(msg, CompressedImage):
+            rgb = compressed_to_rgb(msg, max_pixels=self._max_pixels)
+        else:
+            rgb = image_to_rgb(msg, copy=False, max_pixels=self._max_pixels)
         small = resize_rgb(rgb, self.config.image_width, self.config.image_height)
         probabilities, snapshot = self.learner.predict_with_snapshot(small)
         stamp_to_ns(msg.header.stamp)  # validates the stamp fields
@@ -366,7 +440,8 @@ class LearnerNode(Node):
         header = Header(stamp=self.get_clock().now().to_msg())
         self._status.publish(status_msg(header, status, self.distances))
         if status.error:
-            self._log_bad('trainer', f'training stopped: {status.error}')
+            self._log_bad('trainer', f'training stopped ({status.error}): the model learns '
+                                     'no more; predictions go on with its last weights')
         self._diagnostics.publish(self._diagnostic_array(status))
 
     def _diagnostic_array(self, status: Any) -> DiagnosticArray:
@@ -376,12 +451,25 @@ class LearnerNode(Node):
                   'labeled_waiting': self._labeled.qsize(),
                   'replay_size': status.replay_size}
         problems = [f'{values[k]} {k.replace("_", " ")}'
-                    for k in ('labeled_dropped', 'bad_inputs', 'checkpoint_errors') if values[k]]
+                    for k in ('labeled_dropped', 'checkpoint_errors') if values[k]]
+        problems += self._refusals()
         if status.error:
             problems.insert(0, f'training stopped: {status.error}')
         return diagnostic_array(self, 'learning', values, problems,
                                 f'{status.updates} updates on {status.labeled_frames} '
                                 'labeled frames')
+
+    def _refusals(self) -> list[str]:
+        """Name each kind of refused frame seen, e.g. ``6 labeled frames refused (labels nan)``."""
+        found = []
+        for key, count in list(self.counters.items()):
+            if not count or key in ('bad_inputs', 'camera_frames', 'camera_refused'):
+                continue
+            for prefix, what in (('bad_', 'labeled'), ('camera_', 'camera')):
+                if key.startswith(prefix):
+                    kind = key[len(prefix):].replace('_', ' ')
+                    found.append(f'{count} {what} frames refused ({kind})')
+        return found
 
     def close(self) -> None:
         """Stop training and prediction; write a final checkpoint; end the trainer."""
@@ -397,10 +485,12 @@ class LearnerNode(Node):
         saved = self._save_checkpoint()
         status = self.learner.status()
         auc = status.auc
+        score = 'n/a (no obstacle and free cell scored yet)' if math.isnan(auc) else \
+            f'{auc:.3f} (each frame predicted before it was trained on; 0.5 is chance, 1 perfect)'
         self.get_logger().info(
-            f'stopping after {status.updates} updates on {status.labeled_frames} labeled '
-            f'frames; running AUC {"n/a" if math.isnan(auc) else f"{auc:.3f}"}'
-            + (f'; checkpoint {self._checkpoint}' if saved else ''))
+            f'stopping after {status.updates} training steps on {status.labeled_frames} '
+            f'labeled frames; running AUC {score}'
+            + (f'; model saved to {self._checkpoint}' if saved else ''))
         self.learner.close()
 
 
