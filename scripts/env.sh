@@ -73,8 +73,8 @@ for _ssl_egg in "$SSL_VENV"/lib/python3*/site-packages/rclpy-*.egg-info; do
 done
 unset _ssl_egg
 # DDS stays on loopback (never discover or announce on the machine's networks) unless the
-# user opts in with SSL_OBSTACLE_NETWORK=1. Static peers would be contacted beyond loopback:
-# they are dropped too.
+# user opts in with SSL_OBSTACLE_NETWORK=1. Static peers and a Fast DDS discovery server
+# from the user's shell would be contacted beyond loopback: they are dropped too.
 if [ "${SSL_OBSTACLE_NETWORK:-0}" = "1" ]; then
   # Opt-in for two machines (README, "The learner on another machine"): discover peers on
   # the subnet in the domain the user chose; tests and CI never set this.
@@ -90,10 +90,10 @@ if [ "${SSL_OBSTACLE_NETWORK:-0}" = "1" ]; then
   fi
 elif [ "$SSL_DISCOVERY_VARIABLE" = ROS_AUTOMATIC_DISCOVERY_RANGE ]; then
   export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
-  unset ROS_LOCALHOST_ONLY ROS_STATIC_PEERS
+  unset ROS_LOCALHOST_ONLY ROS_STATIC_PEERS ROS_DISCOVERY_SERVER ROS_SUPER_CLIENT
 else
   export ROS_LOCALHOST_ONLY=1
-  unset ROS_AUTOMATIC_DISCOVERY_RANGE ROS_STATIC_PEERS
+  unset ROS_AUTOMATIC_DISCOVERY_RANGE ROS_STATIC_PEERS ROS_DISCOVERY_SERVER ROS_SUPER_CLIENT
 fi
 # A domain of our own unless the caller chose one, so parallel runs do not see each other.
 export ROS_DOMAIN_ID="${ROS_DOMAIN_ID:-$(( ($$ % 200) + 20 ))}"

@@ -35,10 +35,12 @@ def discovery_variable() -> str | None:
 # Before rclpy is imported anywhere: never discover or announce beyond this machine, and
 # never see another test run's nodes (make test sets these too, through scripts/env.sh;
 # direct pytest runs rely on this). Only the variable this distribution reads is set, so
-# rcl prints no deprecation warning; unknown: both, loopback either way.
+# rcl prints no deprecation warning; unknown: both, loopback either way. Static peers, a
+# discovery server or the network opt-in (SSL_OBSTACLE_NETWORK, for scripts/env.sh in child
+# processes) from the developer's shell never reach a test.
 _VARIABLE = discovery_variable()
-for _name in ('SSL_OBSTACLE_NETWORK', 'ROS_STATIC_PEERS', 'ROS_LOCALHOST_ONLY',
-              'ROS_AUTOMATIC_DISCOVERY_RANGE'):
+for _name in ('SSL_OBSTACLE_NETWORK', 'ROS_STATIC_PEERS', 'ROS_DISCOVERY_SERVER',
+              'ROS_SUPER_CLIENT', 'ROS_LOCALHOST_ONLY', 'ROS_AUTOMATIC_DISCOVERY_RANGE'):
     os.environ.pop(_name, None)
 if _VARIABLE in ('ROS_AUTOMATIC_DISCOVERY_RANGE', None):
     os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'

@@ -29,7 +29,8 @@ import rclpy.logging
 rclpy.logging.set_logger_level('rcl', rclpy.logging.LoggingSeverity.DEBUG)
 rclpy.init(args=['dds_probe'])
 node = rclpy.create_node('dds_probe')
-for name in ('ROS_AUTOMATIC_DISCOVERY_RANGE', 'ROS_LOCALHOST_ONLY', 'ROS_STATIC_PEERS'):
+for name in ('ROS_AUTOMATIC_DISCOVERY_RANGE', 'ROS_LOCALHOST_ONLY', 'ROS_STATIC_PEERS',
+             'ROS_DISCOVERY_SERVER'):
     print(f'probe-env {name}={os.environ.get(name, "")}', flush=True)
 node.destroy_node()
 rclpy.shutdown()
@@ -88,12 +89,13 @@ def assert_loopback_without_warning(chosen: str, variables: dict[str, str], outp
     assert chosen.endswith('LOCALHOST'), output
     assert variables['ROS_AUTOMATIC_DISCOVERY_RANGE'] == 'LOCALHOST'
     assert variables['ROS_LOCALHOST_ONLY'] == ''
-    assert variables['ROS_STATIC_PEERS'] == ''
+    assert variables['ROS_STATIC_PEERS'] == '' and variables['ROS_DISCOVERY_SERVER'] == ''
 
 
 def test_a_node_started_through_with_env_stays_on_loopback_and_prints_no_warning():
     env = with_env_environment()
-    for name in ('ROS_LOCALHOST_ONLY', 'ROS_AUTOMATIC_DISCOVERY_RANGE', 'ROS_STATIC_PEERS'):
+    for name in ('ROS_LOCALHOST_ONLY', 'ROS_AUTOMATIC_DISCOVERY_RANGE', 'ROS_STATIC_PEERS',
+                 'ROS_DISCOVERY_SERVER'):
         env.pop(name, None)
     assert_loopback_without_warning(*probe([str(WITH_ENV), 'python'], env))
 
@@ -101,8 +103,10 @@ def test_a_node_started_through_with_env_stays_on_loopback_and_prints_no_warning
 def test_with_env_overrides_what_the_users_shell_exported():
     # A shell with an old ROS setup sourced, or a user's own discovery settings: the
     # project's nodes still stay on loopback, and rcl still prints no deprecation warning.
+    # (Loopback addresses only, so nothing leaves the machine even if this failed.)
     env = with_env_environment(ROS_LOCALHOST_ONLY='1', ROS_AUTOMATIC_DISCOVERY_RANGE='SUBNET',
-                               ROS_STATIC_PEERS='127.0.0.1', ROS_DISTRO='humble')
+                               ROS_STATIC_PEERS='127.0.0.1',
+                               ROS_DISCOVERY_SERVER='127.0.0.1:11811', ROS_DISTRO='humble')
     assert_loopback_without_warning(*probe([str(WITH_ENV), 'python'], env))
 
 
