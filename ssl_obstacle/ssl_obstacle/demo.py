@@ -168,6 +168,7 @@ class Demo:
         # over more simulated time: a wider reorder window keeps them.
         labeler = LabelerNode(context=context, parameter_overrides=[
             *sim_time, Parameter('sensor_qos_depth', value=100),
+            Parameter('camera_qos_depth', value=100), Parameter('camera_queue_size', value=100),
             Parameter('reorder_window', value=1.0), Parameter('time_jump_threshold', value=5.0)])
         learner = LearnerNode(context=context, parameter_overrides=[
             *sim_time, Parameter('checkpoint_path', value=str(self.out / 'checkpoint.pt')),

@@ -41,12 +41,13 @@ def run_messages(seconds: float, seed: int = 3, image_shape=(48, 64)) -> list[tu
     return messages
 
 
-#: Callbacks of different topics may run a little out of stamp order when the executor is
-#: busy; a wide reorder window makes the comparison independent of that scheduling.
-PARAMS = LabelParams(reorder_window=1.0, time_jump_threshold=5.0)
+#: Callbacks of different topics may run out of stamp order when the executor is busy (a
+#: loaded machine stalls it for a second at times, 3 s of these sped-up streams); a wide
+#: reorder window makes the comparison independent of that scheduling.
+PARAMS = LabelParams(reorder_window=3.0, time_jump_threshold=8.0)
 
 
-def reference_labels(messages, params: LabelParams = PARAMS) -> list:
+def reference_labels(messages, params: LabelParams = PARAMS, flush: bool = False) -> list:
     """Label the same messages with the core alone, polling after each one as the node does."""
     pipeline = LabelingPipeline(params, InputSettings(image_width=40, image_height=32))
     results = []
@@ -58,6 +59,8 @@ def reference_labels(messages, params: LabelParams = PARAMS) -> list:
         else:
             pipeline.on_range(topic.split('/')[1], msg)
         results.extend(pipeline.poll())
+    if flush:
+        results.extend(pipeline.flush())
     return results
 
 
@@ -118,7 +121,10 @@ def labeler_setup():
         labeler = LabelerNode(context=context, parameter_overrides=[
             Parameter('image_width', value=40), Parameter('image_height', value=32),
             Parameter('reorder_window', value=PARAMS.reorder_window),
-            Parameter('sensor_qos_depth', value=500),
+            # Room for every message of a run: these tests compare labels; shedding under
+            # overload has tests of its own.
+            Parameter('sensor_qos_depth', value=500), Parameter('camera_qos_depth', value=500),
+            Parameter('queue_size', value=20000), Parameter('camera_queue_size', value=20000),
             Parameter('time_jump_threshold', value=PARAMS.time_jump_threshold),
             Parameter('status_period', value=0.2), Parameter('stale_timeout', value=0.5)])
         player = StreamPlayer(context)
@@ -136,15 +142,15 @@ def test_node_publishes_the_cores_labels_for_a_scripted_stream(labeler_setup):
     expected = reference_labels(messages)
     assert len(expected) > 200, 'the scripted run should label hundreds of frames'
     player.play(messages)
-    assert wait_for(lambda: len(player.frames) >= len(expected), timeout=10.0)
-    time.sleep(0.3)  # nothing more should arrive
-    assert_same_frames(player.frames, expected)
+    assert wait_for(lambda: len(player.frames) >= len(expected), timeout=60.0)
+    assert wait_for(lambda: player.latest_status().get('queue_length') == '0', timeout=60.0)
+    assert_same_frames(player.frames, expected)  # and nothing more arrived
     assert player.frames[0].header.frame_id == 'camera_link'
     assert player.frames[0].image.encoding == 'rgb8'
     assert (player.frames[0].image.width, player.frames[0].image.height) == (40, 32)
     assert list(player.frames[0].sensor_names) == list(LabelParams().sensor_names)
     assert wait_for(lambda: player.latest_status().get('frames_labeled') == str(len(expected)),
-                    timeout=3.0)
+                    timeout=30.0)
     status = player.latest_status()
     assert status['frames_in'] == str(sum(1 for t, _ in messages if t == 'camera/image_raw'))
     assert status['bad_inputs'] == '0'
@@ -165,9 +171,9 @@ def test_bad_inputs_are_counted_and_labeling_goes_on(labeler_setup):
     good_before, good_after = messages[:40], messages[40:]
     player.play(good_before + bad + good_after)
     expected = reference_labels(good_before + good_after)
-    assert wait_for(lambda: len(player.frames) >= len(expected), timeout=10.0)
+    assert wait_for(lambda: len(player.frames) >= len(expected), timeout=60.0)
     assert_same_frames(player.frames, expected)
-    assert wait_for(lambda: player.latest_status().get('bad_range_nan') == '1', timeout=3.0)
+    assert wait_for(lambda: player.latest_status().get('bad_range_nan') == '1', timeout=30.0)
     status = player.latest_status()
     assert status['bad_image_size'] == '1'
     assert status['bad_image_encoding'] == '1'
@@ -179,21 +185,28 @@ def test_a_silent_sensor_shows_as_stale(labeler_setup):
     labeler, player = labeler_setup
     messages = [m for m in run_messages(3.0) if m[0] != 'proximity/left']
     player.play(messages)
-    assert wait_for(lambda: 'left' in player.latest_status().get('stale', ''), timeout=3.0)
+    assert wait_for(lambda: 'left' in player.latest_status().get('stale', ''), timeout=30.0)
     status = player.latest_status()
     assert status['_level'] == '1'  # WARN
     assert 'left' in status['_message']
     assert 'center' not in status['stale'].split(',')
 
 
-def test_a_restarted_stream_resets_and_labels_again(labeler_setup):
+def test_a_restarted_stream_publishes_the_ended_run_and_labels_again(labeler_setup):
     labeler, player = labeler_setup
     messages = run_messages(12.0)
+    whole_pass = reference_labels(messages, flush=True)
+    polled_pass = reference_labels(messages)
+    assert len(whole_pass) > len(polled_pass) + 10, 'frames should be pending at the end'
     player.play(messages)
-    assert wait_for(lambda: len(player.frames) > 50, timeout=10.0)
-    first_pass = len(player.frames)
+    assert wait_for(lambda: len(player.frames) >= len(polled_pass), timeout=60.0)
     player.play(messages)  # the bag starts over: time jumps back by 12 s
-    assert wait_for(lambda: player.latest_status().get('resets') == '1', timeout=5.0)
-    assert wait_for(lambda: len(player.frames) >= 2 * first_pass - 5, timeout=10.0)
-    stamps = [labeled_frame_arrays(f)['stamp'] for f in player.frames]
-    assert stamps[first_pass] < stamps[first_pass - 1]
+    assert wait_for(lambda: player.latest_status().get('resets') == '1', timeout=30.0)
+    # The first pass comes out whole, as if its stream had ended; then the second pass.
+    assert wait_for(lambda: len(player.frames) >= len(whole_pass) + len(polled_pass),
+                    timeout=60.0)
+    assert_same_frames(player.frames[:len(whole_pass)], whole_pass)
+    assert_same_frames(player.frames[len(whole_pass):], polled_pass)
+    status = player.latest_status()
+    assert status['flushed_on_reset'] == str(len(whole_pass) - len(polled_pass))
+    assert status['dropped_on_reset'] == '0'

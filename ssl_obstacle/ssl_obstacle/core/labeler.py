@@ -485,7 +485,6 @@ class Labeler:
     def _process(self, batch: list[tuple], first: int, end: int, poses: np.ndarray,
                  valid: list[bool]) -> None:
         """Insert frames and apply readings of ``batch[first:end]``, in key order."""
-        counters = self.counters
         index = first
         while index < end:
             item = batch[index]

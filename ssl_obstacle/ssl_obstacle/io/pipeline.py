@@ -14,8 +14,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .conversions import (BadInput, compressed_to_rgb, image_to_rgb, laser_saw_obstacle,
-                          odometry_pose, range_saw_obstacle, resize_rgb,
+from .conversions import (BadInput, compressed_to_rgb, DEFAULT_MAX_IMAGE_PIXELS, image_to_rgb,
+                          laser_saw_obstacle, odometry_pose, range_saw_obstacle, resize_rgb,
                           sensor_order_for_laser, stamp_to_ns)
 from ..core.labeler import LabeledResult, Labeler, Outcome
 from ..core.params import LabelParams
@@ -34,6 +34,8 @@ class InputSettings:
     proximity_source: str = 'range'  # 'range' or 'laser'
     laser_sensor_order: tuple[str, ...] = THYMIO_LASER_ORDER
     too_close_is_obstacle: bool = False
+    #: Camera images declaring more pixels are refused before they are decoded.
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
 
     def __post_init__(self) -> None:
         if self.proximity_source not in ('range', 'laser'):
@@ -41,6 +43,8 @@ class InputSettings:
                              f'not {self.proximity_source!r}')
         if self.image_width <= 0 or self.image_height <= 0:
             raise ValueError('image size must be positive')
+        if self.max_image_pixels < self.image_width * self.image_height:
+            raise ValueError('max_image_pixels must admit at least one output-sized image')
 
 
 class LabelingPipeline:
@@ -80,7 +84,7 @@ class LabelingPipeline:
     def on_image(self, msg: Any) -> Outcome:
         """Label-process a ``sensor_msgs/Image``."""
         try:
-            rgb = image_to_rgb(msg, copy=False)
+            rgb = image_to_rgb(msg, copy=False, max_pixels=self.settings.max_image_pixels)
         except BadInput as error:
             self._bad(error)
         return self._add_frame(stamp_to_ns(msg.header.stamp), rgb)
@@ -88,7 +92,8 @@ class LabelingPipeline:
     def on_compressed_image(self, msg: Any) -> Outcome:
         """Label-process a ``sensor_msgs/CompressedImage`` (JPEG or PNG)."""
         try:
-            rgb = compressed_to_rgb(msg, self._jpeg_reduction)
+            rgb = compressed_to_rgb(msg, self._jpeg_reduction,
+                                    max_pixels=self.settings.max_image_pixels)
         except BadInput as error:
             self._bad(error)
         self._choose_reduction(rgb.shape, str(msg.format))
