@@ -46,6 +46,7 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
+from rclpy.subscription import Subscription
 from sensor_msgs.msg import Image
 from ssl_obstacle.core.labeler import LabeledResult
 from ssl_obstacle.core.params import LabelParams
@@ -212,6 +213,10 @@ class StageTimer:
               'callback -> thread', 'resize', 'network', 'publish')
 
     def __init__(self, node: Any) -> None:
+        if not hasattr(Subscription, 'CallbackType'):
+            # Callbacks that take the message info came with Iron (docs/rclpy_compatibility.md).
+            raise SystemExit('--stages needs rclpy 4 (Iron) or newer: Humble passes no '
+                             'message info to callbacks')
         self.frames: dict[int, dict[str, int]] = {}
         camera = next(sub for sub in node.subscriptions if sub.topic_name.endswith('image_raw'))
         on_camera, predict = camera.callback, node._predict

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import os
 import pathlib
 import re
 import xml.etree.ElementTree as ET
@@ -308,7 +309,8 @@ def node_names() -> set[str]:
 def test_setup_installs_the_world():
     source = (PACKAGE_DIR / 'setup.py').read_text()
     assert "glob('worlds/*.sdf')" in source and "'worlds')" in source
-    installed = REPO_DIR / 'install' / 'ssl_obstacle' / 'share' / 'ssl_obstacle'
+    install = pathlib.Path(os.environ.get('SSL_INSTALL', REPO_DIR / 'install'))
+    installed = install / 'ssl_obstacle' / 'share' / 'ssl_obstacle'
     if installed.is_dir():
         assert (installed / 'worlds' / 'ssl_arena.sdf').is_file(), 'run make setup'
 

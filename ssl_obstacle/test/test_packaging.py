@@ -12,7 +12,8 @@ from ssl_obstacle.nodes.registry import NODES
 
 PACKAGE_DIR = pathlib.Path(__file__).resolve().parents[1]
 REPO_DIR = PACKAGE_DIR.parent
-INSTALL_DIR = REPO_DIR / 'install' / 'ssl_obstacle'
+#: The install space of the distribution under test (env.sh exports it; Jazzy's by default).
+INSTALL_DIR = pathlib.Path(os.environ.get('SSL_INSTALL', REPO_DIR / 'install')) / 'ssl_obstacle'
 
 
 #: Packages of others that launch files may start nodes of (Gazebo's bridge).
@@ -86,7 +87,8 @@ def test_the_environment_keeps_dds_on_loopback_unless_the_user_opts_in():
     code, values = _env_after_sourcing()
     assert code == 0
     assert values['ROS_AUTOMATIC_DISCOVERY_RANGE'] == 'LOCALHOST'
-    assert values['ROS_LOCALHOST_ONLY'] == '1' and 20 <= int(values['ROS_DOMAIN_ID']) < 220
+    # Jazzy and newer read only the range; the deprecated variable stays unset (no warning).
+    assert values['ROS_LOCALHOST_ONLY'] == '' and 20 <= int(values['ROS_DOMAIN_ID']) < 220
     code, values = _env_after_sourcing(SSL_OBSTACLE_NETWORK='1', ROS_DOMAIN_ID='42')
     assert code == 0
     assert values == {'ROS_AUTOMATIC_DISCOVERY_RANGE': 'SUBNET', 'ROS_LOCALHOST_ONLY': '',
