@@ -228,6 +228,22 @@ def test_undecodable_jpeg(tmp_path):
     assert report.bad_inputs == {'image_decode': 2}
 
 
+def test_decompression_bomb_and_oversized_raw_images_are_refused(tmp_path):
+    from test_labeler_overload import png_bomb
+    msgs = messages(camera='jpeg')
+    replace_nth(msgs, COMPRESSED_IMAGE, 10, format='png',
+                data=np.frombuffer(png_bomb(8000, 8000), dtype=np.uint8))
+    report = export_and_check(tmp_path, msgs, storage='mcap')
+    assert report.bad_inputs == {'image_too_large': 1}
+    # Raw images too, against the limit given in the parameters (here below their size).
+    (tmp_path / 'raw').mkdir()
+    write_bag(tmp_path / 'raw' / 'bag', messages(), 'sqlite3')
+    below = InputSettings(max_image_pixels=IMAGE_SHAPE[0] * IMAGE_SHAPE[1] - 1)
+    report = export_bag(tmp_path / 'raw' / 'bag', tmp_path / 'raw' / 'out.h5', settings=below)
+    assert report.bad_inputs == {'image_too_large': sum(e.kind == 'frame' for e in events())}
+    assert report.frames_written == 0
+
+
 def test_nan_pose(tmp_path):
     msgs = messages()
     message = replace_nth(msgs, ODOMETRY, 40).message
