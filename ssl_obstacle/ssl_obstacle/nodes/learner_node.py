@@ -330,13 +330,15 @@ class LearnerNode(Node):
 
     def _refuse_labeled(self, kind: str, detail: str) -> None:
         """Count a refused labeled frame by kind; say what was wrong and what to fix."""
-        key = f'bad_{kind}'
+        self._refuse(f'bad_{kind}', 'labeled_refused', 'refused a labeled frame, not trained on',
+                     detail, FIXES.get(kind, ''))
+
+    def _refuse(self, key: str, total: str, what: str, detail: str, fix: str) -> None:
         self.counters[key] = self.counters.get(key, 0) + 1
-        self.counters['labeled_refused'] += 1
+        self.counters[total] += 1
         self.counters['bad_inputs'] += 1
-        self._log_bad(f'labeled:{kind}', f'refused a labeled frame, not trained on ({key}: '
-                                         f'{self.counters[key]} so far): {detail}. '
-                                         f'{FIXES.get(kind, "")}'.rstrip())
+        self._log_bad(key, f'{what} ({key}: {self.counters[key]} so far): {detail}. '
+                           f'{fix}'.rstrip())
 
     def _note_mapping(self, names: list[str], order: tuple[int, ...]) -> None:
         """Count a frame whose rows were put in this node's sensor order; log each order once."""
@@ -380,13 +382,8 @@ class LearnerNode(Node):
 
     def _refuse_camera(self, kind: str, detail: str) -> None:
         """Count a camera frame that got no prediction, by kind; say what to fix."""
-        key = f'camera_{kind}'
-        self.counters[key] = self.counters.get(key, 0) + 1
-        self.counters['camera_refused'] += 1
-        self.counters['bad_inputs'] += 1
-        self._log_bad(f'camera:{kind}', f'no prediction for a camera frame ({key}: '
-                                        f'{self.counters[key]} so far): {detail}. '
-                                        f'{CAMERA_FIXES.get(kind, "")}'.rstrip())
+        self._refuse(f'camera_{kind}', 'camera_refused', 'no prediction for a camera frame',
+                     detail, CAMERA_FIXES.get(kind, ''))
 
     def _predict(self, msg: Any) -> None:
         if isinstance(msg, CompressedImage):
