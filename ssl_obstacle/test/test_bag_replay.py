@@ -343,10 +343,11 @@ def test_labeler_fed_by_replay_publishes_the_labels_export_computes(bag_dir, tmp
     data = read_dataset(tmp_path / 'data.h5', images=False)
     assert report.frames_written > 100
     with ros_context() as context:
-        # Best-effort sensor subscriptions: the default depth of 5 works at rate 1, a
-        # deeper history keeps a loaded test machine from dropping a burst.
+        # Best-effort sensor subscriptions: a deep history for the camera too (as
+        # config/replay.yaml has it) keeps a loaded test machine from dropping a burst.
         labeler = LabelerNode(context=context, parameter_overrides=[
-            Parameter('use_sim_time', value=True), Parameter('sensor_qos_depth', value=50)])
+            Parameter('use_sim_time', value=True), Parameter('sensor_qos_depth', value=100),
+            Parameter('camera_qos_depth', value=50), Parameter('camera_queue_size', value=50)])
         listener = Listener(context)
         with spinning(context, labeler, listener):
             # --wait-for: DDS discovery takes up to 3 s here; start when the labeler is seen

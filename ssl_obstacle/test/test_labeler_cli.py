@@ -75,7 +75,8 @@ def test_run_command_labels_a_namespaced_thymio_with_laser_and_jpeg(tmp_path):
     params = yaml.safe_load(pathlib.Path(CONFIG).read_text())
     overrides = params['/**']['ros__parameters']
     overrides.update(proximity_source='laser', camera_transport='compressed',
-                     sensor_qos_depth=500, reorder_window=1.0, time_jump_threshold=5.0)
+                     sensor_qos_depth=500, camera_qos_depth=500, queue_size=20000,
+                     camera_queue_size=20000, reorder_window=1.0, time_jump_threshold=5.0)
     params_file = tmp_path / 'labeler.yaml'
     params_file.write_text(yaml.safe_dump(params))
 

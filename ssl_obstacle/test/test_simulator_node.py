@@ -126,7 +126,8 @@ def test_labeler_fed_by_the_simulator_agrees_with_ground_truth():
                                       'ground_truth/labels': LabeledFrame,
                                       '/diagnostics': DiagnosticArray})
         labeler = LabelerNode(context=context, parameter_overrides=[
-            Parameter('use_sim_time', value=True), Parameter('sensor_qos_depth', value=100)])
+            Parameter('use_sim_time', value=True), Parameter('sensor_qos_depth', value=100),
+            Parameter('camera_qos_depth', value=100)])
         explorer = ExplorerNode(context=context, parameter_overrides=[
             Parameter('use_sim_time', value=True)])
         with spinning(context, recorder, labeler, explorer):

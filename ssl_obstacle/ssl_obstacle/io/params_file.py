@@ -24,8 +24,8 @@ NODE_PARAMETERS: dict[str, Any] = {
     # Odometry and proximity history: 2.5 s at 20 Hz covers a stalled executor (a loaded
     # computer, a GC pause); at under 1 kB a message it costs under 50 kB per topic.
     'sensor_qos_depth': 50,
-    # A lost frame costs only itself, and each raw 640x480 frame held costs 0.9 MB.
-    'camera_qos_depth': 5,
+    # 1/3 s at 30 Hz: a lost frame costs only itself, and each raw 640x480 one held 0.9 MB.
+    'camera_qos_depth': 10,
     'stale_timeout': 1.0,
     'status_period': 1.0,
 }
