@@ -46,13 +46,22 @@ def wait_for(condition: Callable[[], bool], timeout: float, period: float = 0.05
 
 
 def wait_for_subscribers(publishers: list, count: int = 1, timeout: float = 10.0,
-                         settle: float = 1.0) -> None:
+                         settle: float = 1.0, node: Node | None = None) -> None:
     """
     Block until every publisher is matched by ``count`` subscriptions (discovery).
 
     Matching is seen from the publisher's side first; the subscriber's side may need a
     moment more, and best-effort messages sent before then are lost, hence ``settle``.
+    With ``node``, also wait until each of its subscriptions on those topics has matched a
+    publisher on its own side (``Subscription.get_publisher_count``, rclpy 4 and newer; on a
+    loaded machine that side lagged the settle time, and the first frames were lost).
     """
     assert wait_for(lambda: all(p.get_subscription_count() >= count for p in publishers),
                     timeout), 'subscribers were not discovered in time'
+    if node is not None:
+        topics = {p.topic_name for p in publishers}
+        subscriptions = [s for s in node.subscriptions if s.topic_name in topics
+                         and hasattr(s, 'get_publisher_count')]
+        assert wait_for(lambda: all(s.get_publisher_count() >= 1 for s in subscriptions),
+                        timeout), 'the subscriptions did not match their publishers in time'
     time.sleep(settle)

@@ -129,7 +129,7 @@ def labeler_setup():
             Parameter('status_period', value=0.2), Parameter('stale_timeout', value=0.5)])
         player = StreamPlayer(context)
         with spinning(context, labeler, player):
-            wait_for_subscribers(list(player.pubs.values()))
+            wait_for_subscribers(list(player.pubs.values()), node=labeler)
             yield labeler, player
         labeler.close()
         labeler.destroy_node()

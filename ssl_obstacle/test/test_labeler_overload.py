@@ -75,7 +75,7 @@ def test_a_stuck_worker_stalls_neither_status_nor_subscriptions():
         held = HeldWorker(labeler)
         player = StreamPlayer(context)
         with spinning(context, labeler, player):
-            wait_for_subscribers(list(player.pubs.values()))
+            wait_for_subscribers(list(player.pubs.values()), node=labeler)
             before, blocker, after = split_at_first_frame(run_messages(2.5))
             player.play([*before, blocker])
             assert held.entered.wait(30.0)
@@ -110,7 +110,7 @@ def test_overload_sheds_camera_frames_and_keeps_odometry_and_readings():
         held = HeldWorker(labeler)
         player = StreamPlayer(context)
         with spinning(context, labeler, player):
-            wait_for_subscribers(list(player.pubs.values()))
+            wait_for_subscribers(list(player.pubs.values()), node=labeler)
             player.play([*before, blocker])
             assert held.entered.wait(30.0)
             player.play(after)
