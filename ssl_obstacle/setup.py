@@ -30,6 +30,7 @@ setup(
             'labeler = ssl_obstacle.nodes.labeler_node:main',
             'simulator = ssl_obstacle.nodes.simulator_node:main',
             'explorer = ssl_obstacle.nodes.explorer_node:main',
+            'avoider = ssl_obstacle.nodes.avoider_node:main',
             'learner = ssl_obstacle.nodes.learner_node:main',
             'scan_to_range = ssl_obstacle.nodes.scan_to_range_node:main',
             'ssl-obstacle = ssl_obstacle.cli:main',

@@ -9,9 +9,17 @@ Starts Gazebo with ``worlds/ssl_arena.sdf`` (through ros_gz_sim's ``gz_sim.launc
 ``ros_gz_bridge``'s ``parameter_bridge`` with ``config/gazebo_bridge.yaml`` (camera, odometry,
 ``/clock``, ``/tf``, ground truth, ``cmd_vel`` and one ``proximity/<name>/scan`` per sensor),
 the ``scan_to_range`` adapter (scans -> the Thymio driver's ``sensor_msgs/Range`` on
-``proximity/<name>``), the explorer, the labeler and the learner, all following ``/clock``
-and configured by ``config/labeler.yaml`` refined by ``config/gazebo.yaml``.
+``proximity/<name>``), the explorer (or the avoider), the labeler and the learner, all
+following ``/clock`` and configured by ``config/labeler.yaml`` refined by
+``config/gazebo.yaml``.
 ``ssl-obstacle up gazebo`` starts the same nodes of ours (not Gazebo and the bridge).
+
+controller:=explorer|avoider|none picks what drives the robot (the IR-only explorer, the
+avoider that drives by the learned predictions, or nothing; default explorer);
+switch_after_updates:=N (N > 0) starts the avoider, which explores until the learner has
+made N updates with a good enough AUC and then drives by sight (it needs the learner, and
+contradicts controller:=explorer). The older explorer:=true|false still works: true is
+controller:=explorer, false is controller:=none.
 """
 
 import os
@@ -35,7 +43,10 @@ ARGUMENTS = [
     ('bridge_config', os.path.join(SHARE, 'config', 'gazebo_bridge.yaml'),
      'ros_gz_bridge topic mapping'),
     ('gui', 'true', 'open the Gazebo GUI (false: server only)'),
-    ('explorer', 'true', 'drive the robot with the explorer'),
+    ('controller', '', "explorer, avoider or none; '' = explorer"),
+    ('switch_after_updates', '', 'N > 0: the avoider explores until the learner has made N '
+                                 "updates, then drives by sight; '' = as in the parameter file"),
+    ('explorer', '', 'old spelling: true = controller:=explorer, false = controller:=none'),
     ('learner', 'true', 'run the online learner'),
     ('checkpoint', '', "the learner's checkpoint file; '' = as in the parameter file"),
 ]
@@ -59,7 +70,7 @@ def generate_launch_description():
                   parameters=[{'config_file': LaunchConfiguration('bridge_config'),
                                'use_sim_time': True}],
                   output='screen')
-    # Our nodes (scan_to_range, labeler, explorer, learner, all on Gazebo's /clock) come
+    # Our nodes (scan_to_range, labeler, explorer or avoider, learner, all on Gazebo's /clock) come
     # from the plan `ssl-obstacle up gazebo` uses too.
     return launch_description('gazebo', ARGUMENTS, [
         _gazebo(['-r ', world], IfCondition(gui)),

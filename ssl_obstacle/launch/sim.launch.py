@@ -6,6 +6,14 @@ The simulator makes the time (/clock); every other node follows it (use_sim_time
     ros2 launch ssl_obstacle sim.launch.py
     ros2 launch ssl_obstacle sim.launch.py world:=pillars seed:=3 real_time_factor:=0
     ros2 launch ssl_obstacle sim.launch.py namespace:=thymio10
+    ros2 launch ssl_obstacle sim.launch.py switch_after_updates:=300   # explore, then by sight
+
+controller:=explorer|avoider|none picks what drives the robot (the IR-only explorer, the
+avoider that drives by the learned predictions, or nothing; default explorer);
+switch_after_updates:=N (N > 0) starts the avoider, which explores until the learner has
+made N updates with a good enough AUC and then drives by sight (it needs the learner, and
+contradicts controller:=explorer). The older explorer:=true|false still works: true is
+controller:=explorer, false is controller:=none.
 
 `ssl-obstacle up sim` starts the same nodes with the same files and options.
 """
@@ -22,9 +30,12 @@ ARGUMENTS = [
     ('params', os.path.join(SHARE, 'config', 'sim.yaml'),
      'parameter file refining config/labeler.yaml'),
     ('learner', 'true', 'run the learner'),
-    ('explorer', 'true', 'drive the robot with the explorer'),
+    ('controller', '', "explorer, avoider or none; '' = explorer"),
+    ('switch_after_updates', '', 'N > 0: the avoider explores until the learner has made N '
+                                 "updates, then drives by sight; '' = as in the parameter file"),
+    ('explorer', '', 'old spelling: true = controller:=explorer, false = controller:=none'),
     ('world', '', "boxes, pillars, walls or random; '' = as in the parameter file"),
-    ('seed', '', "seed of the world and the explorer; '' = as in the parameter file"),
+    ('seed', '', "seed of the world and the explorer (or avoider); '' = as in the parameter file"),
     ('real_time_factor', '', 'simulated seconds per second, 0 = as fast as possible; '
                              "'' = as in the parameter file"),
     ('checkpoint', '', "the learner's checkpoint file; '' = as in the parameter file"),

@@ -5,6 +5,10 @@ Each setup starts the same nodes with the same parameter files and the same over
 launch file in launch/ (test_launch_files.py checks that they agree), so a robot brought up
 either way runs one configuration. Every setup loads config/labeler.yaml (the label rule,
 shared with ``ssl-obstacle export``) first and its own file, which refines it, second.
+
+Each setup but replay has one controller slot, filled by the explorer, the avoider or
+nothing (``controller``), so two nodes never publish ``cmd_vel`` at once. The old
+``explorer`` yes/no still works: yes = the explorer, no = no controller.
 """
 
 from __future__ import annotations
@@ -19,6 +23,13 @@ from typing import Any, Mapping, Sequence
 #: The label rule every setup loads first (``export --params`` reads the same file).
 BASE_CONFIG = 'labeler.yaml'
 
+#: The place of the controller among a setup's optional nodes; its "default" there is the
+#: name of the controller the setup starts unless told otherwise.
+CONTROLLER = 'controller'
+#: The nodes that can fill the slot (each publishes cmd_vel), and 'none'.
+CONTROLLERS = ('explorer', 'avoider')
+CONTROLLER_CHOICES = (*CONTROLLERS, 'none')
+
 
 @dataclass(frozen=True)
 class Setup:
@@ -28,38 +39,51 @@ class Setup:
     config: str
     launch_file: str
     always: tuple[str, ...]
-    #: node → started unless the user says otherwise
-    optional: tuple[tuple[str, bool], ...]
+    #: node → started unless the user says otherwise; (CONTROLLER, 'explorer'|'none') is
+    #: the controller slot and its default
+    optional: tuple[tuple[str, bool | str], ...]
     #: every node follows /clock (bag replay, simulation) ...
     sim_time: bool
     #: ... except these, which make the time
     clock_sources: tuple[str, ...] = ()
     summary: str = ''
 
-    def nodes(self, choices: dict[str, bool | None]) -> list[str]:
+    @property
+    def default_controller(self) -> str | None:
+        """Return the controller started unless told otherwise; None: the setup has none."""
+        return dict(self.optional).get(CONTROLLER)
+
+    def nodes(self, choices: dict[str, bool | str | None]) -> list[str]:
         """
         Return the nodes to start; clock sources last, so their first burst is heard.
 
-        ``choices`` maps optional nodes to the user's yes/no; None or absent = the default.
+        ``choices`` maps optional nodes to the user's yes/no, and CONTROLLER to a name of
+        CONTROLLER_CHOICES; None or absent = the default.
         """
-        chosen = list(self.always) + [
-            name for name, default in self.optional
-            if (default if choices.get(name) is None else choices[name])]
+        chosen = list(self.always)
+        for name, default in self.optional:
+            choice = default if choices.get(name) is None else choices[name]
+            if name == CONTROLLER:
+                if choice != 'none':
+                    chosen.append(str(choice))
+            elif choice:
+                chosen.append(name)
         return sorted(chosen, key=lambda name: name in self.clock_sources)
 
 
 SETUPS: dict[str, Setup] = {
     'thymio': Setup(
         'thymio', 'thymio.yaml', 'thymio.launch.py', ('labeler',),
-        (('learner', True), ('explorer', False)), sim_time=False,
+        (('learner', True), (CONTROLLER, 'none')), sim_time=False,
         summary='a real Thymio running the jeguzzi/ros-thymio driver (and a camera driver)'),
     'sim': Setup(
         'sim', 'sim.yaml', 'sim.launch.py', ('simulator', 'labeler'),
-        (('explorer', True), ('learner', True)), sim_time=True, clock_sources=('simulator',),
+        ((CONTROLLER, 'explorer'), ('learner', True)), sim_time=True,
+        clock_sources=('simulator',),
         summary='the built-in simulated world, driven by the explorer'),
     'gazebo': Setup(
         'gazebo', 'gazebo.yaml', 'gazebo.launch.py', ('scan_to_range', 'labeler'),
-        (('explorer', True), ('learner', True)), sim_time=True,
+        ((CONTROLLER, 'explorer'), ('learner', True)), sim_time=True,
         summary='our nodes for a robot in Gazebo (gazebo.launch.py also starts gz-sim and '
                 'ros_gz_bridge)'),
     'replay': Setup(
@@ -70,7 +94,8 @@ SETUPS: dict[str, Setup] = {
 
 #: Every node any setup starts.
 SETUPS_NODE_NAMES = sorted({name for s in SETUPS.values()
-                            for name in (*s.always, *(n for n, _ in s.optional))})
+                            for name in (*s.always, *(n for n, _ in s.optional))
+                            if name != CONTROLLER} | set(CONTROLLERS))
 
 
 def config_path(name: str) -> pathlib.Path:
@@ -99,8 +124,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--namespace', default='', help="the robot's namespace, e.g. thymio10")
     parser.add_argument('--learner', action=argparse.BooleanOptionalAction, default=None,
                         help='run the learner here (--no-learner: it runs on another machine)')
+    parser.add_argument('--controller', choices=CONTROLLER_CHOICES,
+                        help='what drives the robot: the explorer (IR only), the avoider (by '
+                             'sight, the learned predictions) or none; default: explorer, '
+                             'thymio: none; replay has no controller')
+    parser.add_argument('--switch-after-updates', type=int, metavar='N',
+                        help='N > 0: start the avoider, which explores until the learner has '
+                             'made N updates (and reached its switch_min_auc), then drives '
+                             'by sight; needs the learner; default: as in the parameter file')
     parser.add_argument('--explorer', action=argparse.BooleanOptionalAction, default=None,
-                        help='drive the robot with the explorer (thymio: off by default)')
+                        help='old spelling of --controller explorer (--no-explorer: none)')
     parser.add_argument('--camera-topic', default='',
                         help='camera image topic if not camera/image_raw (raw topic name; '
                              'compressed transport appends /compressed)')
@@ -144,6 +177,9 @@ def parameter_overrides(setup: Setup, args: argparse.Namespace) -> dict[str, dic
         overrides['learner']['camera_transport'] = args.camera_transport
     if args.proximity_source:
         overrides['labeler']['proximity_source'] = args.proximity_source
+        overrides['avoider']['proximity_source'] = args.proximity_source
+    if getattr(args, 'switch_after_updates', None) is not None:
+        overrides['avoider']['switch_after_updates'] = int(args.switch_after_updates)
     if args.checkpoint:
         overrides['learner']['checkpoint_path'] = os.path.expanduser(args.checkpoint)
     if setup.name == 'sim':
@@ -152,6 +188,7 @@ def parameter_overrides(setup: Setup, args: argparse.Namespace) -> dict[str, dic
         if args.seed is not None:
             overrides['simulator']['seed'] = args.seed
             overrides['explorer']['seed'] = args.seed
+            overrides['avoider']['seed'] = args.seed
         if args.real_time_factor is not None:
             overrides['simulator']['real_time_factor'] = float(args.real_time_factor)
     if setup.sim_time:
@@ -169,10 +206,52 @@ def camera_remaps(camera_topic: str) -> list[tuple[str, str]]:
     return [('camera/image_raw', topic), ('camera/image_raw/compressed', topic + '/compressed')]
 
 
+def choose_controller(setup: Setup, args: argparse.Namespace) -> str | None:
+    """
+    Return the controller the user asked for (None: the setup's default); ValueError if unclear.
+
+    ``explorer`` is the old yes/no (yes = explorer, no = none); a switch (N > 0) means the
+    avoider, which explores first, so it contradicts any other controller and needs the
+    learner, whose ``ssl/learner_status`` triggers the handover.
+    """
+    controller = getattr(args, 'controller', None) or None
+    explorer = getattr(args, 'explorer', None)
+    switch = getattr(args, 'switch_after_updates', None)
+    if controller is not None and controller not in CONTROLLER_CHOICES:
+        raise ValueError(f'controller must be one of {", ".join(CONTROLLER_CHOICES)}, '
+                         f'not {controller!r}')
+    if explorer is not None:
+        alias = 'explorer' if explorer else None
+        if controller is not None and (controller == 'explorer') != bool(explorer):
+            raise ValueError(f'explorer {"true" if explorer else "false"} contradicts '
+                             f'controller {controller}: give only controller (explorer is '
+                             'its old spelling)')
+        controller = controller or alias or 'none'
+    if switch is not None and switch < 0:
+        raise ValueError(f'switch_after_updates must be 0 or more, not {switch}')
+    if setup.default_controller is None:
+        if (controller or 'none') != 'none' or switch:
+            raise ValueError(f'{setup.name} starts no controller (nothing drives a replayed '
+                             'bag): controller and switch_after_updates do not apply')
+        return None
+    if switch:
+        if controller not in (None, 'avoider'):
+            raise ValueError(f'switch_after_updates {switch} hands over from exploring to the '
+                             f'avoider, which explores itself first: it cannot go with '
+                             f'controller {controller} (drop one of them; the avoider and the '
+                             'explorer never run together)')
+        if args.learner is False:
+            raise ValueError(f"switch_after_updates {switch} waits for the learner's status: "
+                             'start the learner here, or with the learner on another '
+                             "machine set switch_after_updates in the avoider's parameter file")
+        return 'avoider'
+    return controller
+
+
 def make_plan(args: argparse.Namespace) -> Plan:
-    """Decide what to start from the parsed command line."""
+    """Decide what to start from the parsed command line (ValueError for contradictions)."""
     setup = SETUPS[args.setup]
-    nodes = setup.nodes({'learner': args.learner, 'explorer': args.explorer})
+    nodes = setup.nodes({'learner': args.learner, CONTROLLER: choose_controller(setup, args)})
     params = pathlib.Path(args.params) if args.params else config_path(setup.config)
     files = [config_path(BASE_CONFIG), params]
     for path in files:
@@ -186,6 +265,15 @@ def make_plan(args: argparse.Namespace) -> Plan:
 def _launch_flag(value: str | None) -> bool | None:
     text = (value or '').strip().lower()
     return None if not text else text in ('true', '1', 'yes', 'on')
+
+
+def _launch_int(name: str, value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f'{name} must be a whole number, not {value!r}') from None
 
 
 def plan_from_launch_arguments(setup: str, values: Mapping[str, str]) -> Plan:
@@ -205,7 +293,8 @@ def plan_from_launch_arguments(setup: str, values: Mapping[str, str]) -> Plan:
     args = argparse.Namespace(
         setup=setup, params=given('params'), namespace=values.get('namespace', ''),
         learner=_launch_flag(values.get('learner')),
-        explorer=_launch_flag(values.get('explorer')),
+        explorer=_launch_flag(values.get('explorer')), controller=given('controller'),
+        switch_after_updates=_launch_int('switch_after_updates', given('switch_after_updates')),
         camera_topic=values.get('camera_topic', ''),
         camera_transport=given('camera_transport'), proximity_source=given('proximity_source'),
         checkpoint=given('checkpoint'), world=given('world'),
@@ -261,7 +350,10 @@ def run(args: argparse.Namespace, extra: Sequence[str] = ()) -> int:
 
     from .cli import run_nodes
 
-    plan = make_plan(args)
+    try:
+        plan = make_plan(args)
+    except ValueError as error:
+        raise SystemExit(f'error: {error}') from None
     overrides = {name: [Parameter(key, value=value) for key, value in values.items()]
                  for name, values in plan.overrides.items()}
     print(f'ssl-obstacle up {plan.setup.name}: {", ".join(plan.nodes)} in namespace '

@@ -163,6 +163,12 @@ CASES = [
      'camera_topic': 'camera/color/image_raw', 'camera_transport': 'compressed',
      'proximity_source': 'laser', 'checkpoint': '/tmp/robot.pt'},
     {'world': 'pillars', 'seed': '3', 'real_time_factor': '0', 'explorer': 'false'},
+    {'controller': 'avoider'},
+    {'namespace': 'thymio10', 'switch_after_updates': '5'},
+    {'controller': 'avoider', 'switch_after_updates': '0', 'seed': '3', 'explorer': 'false',
+     'proximity_source': 'laser'},
+    {'controller': 'none', 'learner': 'false'},
+    {'controller': 'explorer', 'explorer': 'true', 'switch_after_updates': '0'},
 ]
 
 
@@ -261,3 +267,102 @@ def test_every_parameter_in_a_config_section_is_declared_by_that_node(
             node.destroy_node()
     finally:
         rclpy.shutdown(context=context)
+
+
+# ------------------------------------------------------------------ the controller slot
+def _launched(setup: str, monkeypatch, **values: str) -> list[str]:
+    path = LAUNCH_DIR / bringup.SETUPS[setup].launch_file
+    _, nodes = launch_plan(path, monkeypatch, **values)
+    return sorted(n['executable'] for n in nodes if n['package'] == 'ssl_obstacle')
+
+
+@pytest.mark.parametrize('setup, default', [('sim', 'explorer'), ('gazebo', 'explorer'),
+                                            ('thymio', None)])
+def test_controller_defaults_and_the_old_explorer_flag(setup, default, monkeypatch):
+    def controllers(**values: str) -> set[str]:
+        launched = set(_launched(setup, monkeypatch, **values))
+        assert launched == set(up_plan(setup, **{k: _option(k, v)
+                                                 for k, v in values.items()}).nodes)
+        return launched & set(bringup.CONTROLLERS)
+
+    assert controllers() == ({default} if default else set())
+    assert controllers(explorer='true') == {'explorer'}
+    assert controllers(explorer='false') == set()
+    assert controllers(controller='avoider') == {'avoider'}
+    assert controllers(controller='avoider', explorer='false') == {'avoider'}
+    assert controllers(controller='none') == set()
+    assert controllers(switch_after_updates='7') == {'avoider'}
+    assert controllers(switch_after_updates='0') == ({default} if default else set())
+
+
+@pytest.mark.parametrize('setup', ['sim', 'gazebo', 'thymio'])
+def test_a_switch_starts_the_avoider_with_it_and_the_learner(setup, monkeypatch):
+    plan = up_plan(setup, switch_after_updates=500)
+    assert 'avoider' in plan.nodes and 'learner' in plan.nodes
+    assert 'explorer' not in plan.nodes
+    assert plan.overrides['avoider']['switch_after_updates'] == 500
+    path = LAUNCH_DIR / bringup.SETUPS[setup].launch_file
+    _, nodes = launch_plan(path, monkeypatch, switch_after_updates='500')
+    avoider = next(n for n in nodes if n['executable'] == 'avoider')
+    assert avoider['overrides']['switch_after_updates'] == 500
+    # Without a switch on the command line the parameter file's value stays in force.
+    assert 'switch_after_updates' not in up_plan(setup, controller='avoider').overrides[
+        'avoider']
+
+
+@pytest.mark.parametrize('values, message', [
+    ({'controller': 'explorer', 'switch_after_updates': '5'}, 'cannot go with controller '
+                                                              'explorer'),
+    ({'explorer': 'true', 'switch_after_updates': '5'}, 'cannot go with controller explorer'),
+    ({'controller': 'none', 'switch_after_updates': '5'}, 'cannot go with controller none'),
+    ({'controller': 'avoider', 'explorer': 'true'}, 'explorer true contradicts controller '
+                                                    'avoider'),
+    ({'controller': 'explorer', 'explorer': 'false'}, 'contradicts'),
+    ({'switch_after_updates': '5', 'learner': 'false'}, "waits for the learner's status"),
+    ({'switch_after_updates': '-1'}, 'must be 0 or more'),
+])
+@pytest.mark.parametrize('setup', ['sim', 'thymio'])
+def test_contradicting_controller_options_are_errors_both_ways(setup, values, message,
+                                                               monkeypatch):
+    with pytest.raises(ValueError, match=message):
+        _launched(setup, monkeypatch, **values)
+    with pytest.raises(ValueError, match=message):
+        up_plan(setup, **{k: _option(k, v) for k, v in values.items()})
+
+
+def test_launch_arguments_of_the_wrong_kind_are_named(monkeypatch):
+    with pytest.raises(ValueError, match='controller must be one of'):
+        _launched('sim', monkeypatch, controller='avoidr')
+    with pytest.raises(ValueError, match='switch_after_updates must be a whole number'):
+        _launched('sim', monkeypatch, switch_after_updates='many')
+
+
+def test_up_reports_contradictions_as_an_error_message_not_a_traceback():
+    parser = argparse.ArgumentParser()
+    bringup.add_arguments(parser)
+    args = parser.parse_args(['sim', '--controller', 'explorer', '--switch-after-updates', '3'])
+    with pytest.raises(SystemExit, match=r'^error: switch_after_updates 3'):
+        bringup.run(args)
+
+
+def test_replay_has_no_controller():
+    assert bringup.SETUPS['replay'].default_controller is None
+    assert not set(up_plan('replay').nodes) & set(bringup.CONTROLLERS)
+    assert up_plan('replay', controller='none').nodes == up_plan('replay').nodes
+    for options in ({'controller': 'avoider'}, {'explorer': True},
+                    {'switch_after_updates': 4}):
+        with pytest.raises(ValueError, match='replay starts no controller'):
+            up_plan('replay', **options)
+
+
+@pytest.mark.parametrize('setup', sorted(bringup.SETUPS))
+def test_never_two_controllers(setup):
+    options = [{}, {'controller': 'avoider'}, {'controller': 'explorer'},
+               {'explorer': True}, {'switch_after_updates': 3}, {'controller': 'none'}]
+    for option in options:
+        try:
+            nodes = up_plan(setup, **option).nodes
+        except ValueError:
+            continue  # replay: no controller at all
+        assert len(set(nodes) & set(bringup.CONTROLLERS)) <= 1, (option, nodes)
+        assert len(nodes) == len(set(nodes))

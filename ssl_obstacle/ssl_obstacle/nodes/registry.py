@@ -12,6 +12,7 @@ NODES: dict[str, str] = {
     'labeler': 'ssl_obstacle.nodes.labeler_node:LabelerNode',
     'simulator': 'ssl_obstacle.nodes.simulator_node:SimulatorNode',
     'explorer': 'ssl_obstacle.nodes.explorer_node:ExplorerNode',
+    'avoider': 'ssl_obstacle.nodes.avoider_node:AvoiderNode',
     'learner': 'ssl_obstacle.nodes.learner_node:LearnerNode',
     'scan_to_range': 'ssl_obstacle.nodes.scan_to_range_node:ScanToRangeNode',
 }
