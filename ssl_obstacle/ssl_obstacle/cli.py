@@ -116,6 +116,10 @@ MODULE_COMMANDS: dict[str, tuple[str, str, str]] = {
                'Publish every recorded message of a rosbag2 (sqlite3 or mcap) at its recorded '
                'time, scaled by --rate, with /clock, loop, namespace and remap options, for '
                'machines without rosbag2.'),
+    'drive': ('drive', 'let the explorer or the learned model drive in the built-in world',
+              'Drive the simulated robot with the IR-only explorer or with the avoider, which '
+              "steers by a model's predictions, in-process and deterministic for a seed; "
+              'writes report.json (near-hits, speed, collisions) and trajectory.png.'),
     'train': ('train', 'train the obstacle model offline on HDF5 datasets',
               'Train the network of the online learner on exported datasets, with a '
               'validation split by file, and write the best model as a checkpoint.'),
@@ -155,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_up(subparsers)
     _add_run(subparsers)
     _add_sim(subparsers)
-    for name in ('record', 'replay', 'export', 'train', 'evaluate'):
+    for name in ('record', 'replay', 'export', 'train', 'evaluate', 'drive'):
         _add_module_command(subparsers, name)
     return parser
 

@@ -89,6 +89,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         choices=[*WORLD_NAMES, 'random'],
                         help='layout of the held-out evaluation (never driven in)')
     parser.add_argument('--heldout-minutes', type=float, default=2.0)
+    parser.add_argument('--drive-minutes', type=float, default=3.0,
+                        help='then let the learned model drive the held-out world for this '
+                             'many simulated minutes, and the explorer as long, and compare '
+                             '(0 = skip; default 3)')
     parser.add_argument('--real-time-factor', type=float, default=0.0,
                         help='0 = as fast as the CPU allows')
     parser.add_argument('--updates-per-second', type=float, default=DEMO_UPDATES_PER_SECOND,
@@ -141,6 +145,8 @@ class Demo:
         self.learner: Any = None
         self.wall_seconds = 0.0
         self.heldout: tuple[np.ndarray, np.ndarray] | None = None
+        #: After run(), with --drive-minutes: the driving section of the report.
+        self.driving: dict[str, Any] | None = None
 
     def run(self) -> dict[str, Any]:
         """Run everything; return the report."""
@@ -290,6 +296,9 @@ class Demo:
                          'pacing': self.pacer.summary() if self.pacer else None,
                          'labeler': labeler_counters},
         }
+        if args.drive_minutes > 0:
+            self.driving = self._drive()
+            extra['driving'] = self.driving
         write_report(self.out, report, extra)
         plot_learning_curve(self.out / 'learning_curve.png',
                             [p['sim_seconds'] for p in self.curve],
@@ -299,6 +308,31 @@ class Demo:
         plot_examples(self.out / 'examples.png', images[chosen], probabilities[chosen],
                       labels[chosen], params.sensor_names, params.distances)
         return report
+
+    def _drive(self) -> dict[str, Any]:
+        """
+        Third act: the learned model drives the held-out world, then the explorer does.
+
+        The same world and start as the held-out evaluation (layout, look and seed), each
+        for ``--drive-minutes``, in-process as ``ssl-obstacle drive`` runs them; writes
+        ``drive.png`` and returns the report's ``driving`` section.
+        """
+        from .drive import drive_report, drive_run, ModelPredictor, plot_runs
+
+        args = self.args
+        seed = args.seed + 1000
+        predictor = ModelPredictor(self.out / 'checkpoint.pt')
+        runs = []
+        for controller in ('avoider', 'explorer'):
+            LOG.info('driving: %s in %s (seed %d), %.1f simulated minutes', controller,
+                     args.heldout_world, seed, args.drive_minutes)
+            print(f'driving {args.drive_minutes:g} simulated minutes in {args.heldout_world!r} '
+                  f'with the {controller}', flush=True)
+            runs.append(drive_run(args.heldout_world, seed, args.drive_minutes, controller,
+                                  predictor if controller == 'avoider' else None,
+                                  progress=sys.stderr.isatty()))
+        plot_runs(self.out / 'drive.png', runs)
+        return drive_report(runs)
 
 
 def _frame_tap(context: Any) -> Any:
@@ -444,8 +478,9 @@ def run(args: argparse.Namespace) -> int:
              args.seed, out)
     print(f'ssl_obstacle demo: {args.minutes:g} simulated minutes in world {args.world!r}, '
           f'learning online; then a held-out run in {args.heldout_world!r}', flush=True)
+    demo = Demo(args, out)
     try:
-        report = Demo(args, out).run()
+        report = demo.run()
     except KeyboardInterrupt:
         print('\ninterrupted', file=sys.stderr)
         return 130
@@ -454,5 +489,10 @@ def run(args: argparse.Namespace) -> int:
         handler.close()
     print()
     print(format_table(report))
+    if demo.driving is not None:
+        from .drive import format_table as driving_table
+
+        print(f'driving in the held-out world, {args.drive_minutes:g} simulated minutes each:')
+        print(driving_table(demo.driving['runs']))
     print(f'run folder: {out}')
     return 0

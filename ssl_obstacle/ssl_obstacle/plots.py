@@ -153,3 +153,68 @@ def plot_examples(path: str | os.PathLike[str], images: np.ndarray, predicted: n
                 axes.set_xlabel('distance ahead (cm)', fontsize=8)
     figure.tight_layout()
     _save(figure, path)
+
+
+def _draw_world(axes: Any, world: Any) -> None:
+    """Draw the arena's walls and obstacles from above, in their own colours."""
+    from matplotlib.patches import Circle, Polygon, Rectangle
+
+    half_x, half_y = world.size_x / 2, world.size_y / 2
+    axes.add_patch(Rectangle((-half_x, -half_y), world.size_x, world.size_y, fill=False,
+                             edgecolor='0.3', linewidth=2))
+    for obstacle in world.obstacles:
+        colour = tuple(min(1.0, max(0.0, c)) for c in obstacle.color)
+        if obstacle.kind == 'cylinder':
+            patch = Circle((obstacle.x, obstacle.y), obstacle.radius)
+        else:
+            patch = Polygon(obstacle.corners(), closed=True)
+        patch.set_facecolor(colour)
+        patch.set_edgecolor('0.2')
+        axes.add_patch(patch)
+    margin = 0.05
+    axes.set_xlim(-half_x - margin, half_x + margin)
+    axes.set_ylim(-half_y - margin, half_y + margin)
+    axes.set_aspect('equal')
+
+
+def plot_trajectories(path: str | os.PathLike[str], world: Any,
+                      runs: Sequence[tuple[str, np.ndarray, Sequence[tuple[float, float]],
+                                           Sequence[tuple[float, float]]]]) -> None:
+    """
+    Plot runs in one world from above, side by side: path coloured by speed, marks.
+
+    Each run is ``(title, path (N, 3) of x, y, speed, near-hit points, collision points)``;
+    near-hits are orange crosses, collisions red stars. One speed scale for all panels,
+    so the colours compare.
+    """
+    from matplotlib.collections import LineCollection
+    from matplotlib.colors import Normalize
+
+    figure = Figure(figsize=(5.2 * len(runs) + 0.8, 5.2))
+    top = max([float(p[:, 2].max()) for _, p, _, _ in runs if len(p)] + [0.01])
+    norm = Normalize(vmin=0.0, vmax=top)
+    lines = None
+    for index, (title, points, near_hits, collisions) in enumerate(runs):
+        axes = figure.add_subplot(1, len(runs), index + 1)
+        _draw_world(axes, world)
+        if len(points) > 1:
+            segments = np.stack([points[:-1, :2], points[1:, :2]], axis=1)
+            lines = LineCollection(segments, cmap='viridis', norm=norm, linewidth=1.2)
+            lines.set_array(points[1:, 2])
+            axes.add_collection(lines)
+            axes.plot(*points[0, :2], marker='o', color='black', markersize=5, label='start')
+        if len(near_hits):
+            xy = np.asarray(near_hits, dtype=np.float64)
+            axes.plot(xy[:, 0], xy[:, 1], linestyle='none', marker='x', color='tab:orange',
+                      markersize=7, markeredgewidth=2, label=f'near-hit ({len(xy)})')
+        if len(collisions):
+            xy = np.asarray(collisions, dtype=np.float64)
+            axes.plot(xy[:, 0], xy[:, 1], linestyle='none', marker='*', color='red',
+                      markersize=12, label=f'collision ({len(xy)})')
+        axes.set_title(title, fontsize=9)
+        axes.set_xlabel('x (m)')
+        axes.set_ylabel('y (m)')
+        axes.legend(loc='upper right', fontsize=7)
+    if lines is not None:
+        figure.colorbar(lines, ax=figure.axes, label='speed (m/s)', shrink=0.8)
+    _save(figure, path)

@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 from PIL import Image
+import pytest
 from ssl_obstacle.demo import Pacer
 import torch
 
@@ -16,7 +17,7 @@ def test_demo_runs_end_to_end_and_writes_every_file(tmp_path):
     out = tmp_path / 'demo'
     done = subprocess.run(
         [sys.executable, '-m', 'ssl_obstacle', 'demo', '--minutes', '1', '--out', str(out),
-         '--heldout-minutes', '0.5'],
+         '--heldout-minutes', '0.5', '--drive-minutes', '0.5'],
         capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     lines = done.stdout.strip().splitlines()
@@ -58,8 +59,18 @@ def test_demo_runs_end_to_end_and_writes_every_file(tmp_path):
     assert learner['implied_blocking'] is True and learner['average_decay'] == 0.99
     assert learner['batch_size'] == 64 and 'checkpoint_path' not in learner
 
+    # Third act: the model drove the held-out world, then the explorer did, from one start.
+    driving = report['driving']
+    assert [run['controller'] for run in driving['runs']] == ['avoider', 'explorer']
+    assert driving['world'] == report['settings']['heldout_world'] and driving['minutes'] == 0.5
+    for run in driving['runs']:
+        assert run['distance_m'] > 0.1 and run['collisions'] == 0
+        assert run['mean_speed'] == pytest.approx(run['distance_m'] / 30.0, rel=0.05)
+    assert set(driving['comparison']) == {'near_hits_per_m_ratio', 'mean_speed_ratio'}
+    assert any(line.startswith('avoider ') for line in lines[-6:])
+    assert any(line.startswith('explorer ') for line in lines[-6:])
     for name in ('auc_heatmap.png', 'auc_by_distance.png', 'learning_curve.png',
-                 'examples.png'):
+                 'examples.png', 'drive.png'):
         with Image.open(out / name) as image:
             pixels = np.asarray(image.convert('RGB'))
         assert pixels.shape[0] > 200 and pixels.shape[1] > 300, name

@@ -1,0 +1,372 @@
+"""
+Driving by sight: an obstacle-avoidance controller whose input is the learned predictions.
+
+Pure logic, no ROS: the avoider node runs it on a robot, ``ssl-obstacle drive`` in the
+built-in world. Inputs are the newest prediction grid (sensors × distances, P(obstacle)
+that the sensor would see something if the robot drove that far ahead), given with
+:meth:`Avoider.set_prediction`, and the latest front proximity readings (driver's
+convention, as :class:`~.explorer.Explorer` takes them); the output is a twist.
+
+From a grid it reads one *free distance* per sensor: how far the robot can drive before
+the cell first reaches ``probability_threshold`` (the whole horizon when none does). The
+front's free distance (the sensors within ``front_half_angle`` of the axis) sets a speed
+limit that falls smoothly from ``cruise_speed`` at ``slow_distance`` to ``min_speed`` at
+``stop_distance``; the two sides' free distances say where to turn. States:
+
+- ``cruise``: drive at the speed limit, straight.
+- ``avoid``: the front's free distance fell below ``turn_distance``, or a side's below
+  ``side_turn_distance``: turn away from the more obstructed side at ``turn_speed``
+  (on the spot when the front is closer than ``stop_distance``, else creeping at
+  ``min_speed``) until every free distance is back above ``clear_distance``, then keep
+  turning for ``overshoot_time``: the camera's view (±22° on the Thymio) clears before the
+  side sensors' (±38°) do, so stopping the turn at the first clear view would swing the
+  side of the body back into the obstacle.
+- After an avoidance the side of the obstacle is remembered for ``memory_time`` seconds;
+  a turn started within that time never goes back toward it (a memoryless rule loops back
+  into the obstacle it just turned from).
+- ``reflex_backoff`` / ``reflex_turn``: a proximity reading closer than
+  ``reflex_threshold`` (Nava et al.'s explorer rule): reverse for ``reflex_backoff_time``,
+  then turn away from the side that saw it for at least ``reflex_min_turn`` radians and
+  until no sensor reads closer than ``reflex_clearance``. A safety net, counted each time
+  it fires (:attr:`Avoider.counters` ``reflexes``): with good predictions it rarely does.
+- ``blind``: no valid prediction newer than ``prediction_timeout``: decelerate to a stop at
+  ``stop_deceleration`` and wait (counted once per episode as ``stale_stops``). A grid of
+  the wrong size or with NaN is refused (``bad_predictions``) and so never drives the
+  robot: it cannot become "the newest prediction".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+import math
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from .thymio import PROXIMITY_POSES, SENSOR_NAMES
+
+#: Counters of :attr:`Avoider.counters`, in the order status messages list them.
+COUNTER_NAMES: tuple[str, ...] = ('updates', 'predictions', 'bad_predictions', 'stale_stops',
+                                  'avoidances', 'reflexes', 'blind_updates')
+
+
+@dataclass(frozen=True)
+class AvoiderSettings:
+    """Speeds (m/s, rad/s), free distances (m), angles (rad), times (s), a probability."""
+
+    cruise_speed: float = 0.1
+    #: A cell whose P(obstacle) reaches this counts as the first likely obstacle.
+    probability_threshold: float = 0.5
+    #: Sensors within this angle of the robot's axis make up "the front".
+    front_half_angle: float = 0.4
+    #: Front free distance below which the speed limit starts to fall.
+    slow_distance: float = 0.2
+    #: Front free distance at which it reaches ``min_speed`` (and turns are on the spot).
+    stop_distance: float = 0.03
+    min_speed: float = 0.02
+    #: Front free distance below which the robot turns away.
+    turn_distance: float = 0.1
+    #: Free distance of a side sensor below which the robot turns away from that side.
+    side_turn_distance: float = 0.05
+    #: The front's free distance above this and the sides' above ``side_clear_distance``:
+    #: the view is clear, the turn may end.
+    clear_distance: float = 0.15
+    side_clear_distance: float = 0.08
+    turn_speed: float = 1.2
+    #: While turning away, drive at this fraction of the speed limit (an arc, not a spin).
+    turn_speed_fraction: float = 0.5
+    #: Seconds the turn goes on after the view cleared.
+    overshoot_time: float = 0.4
+    #: Seconds after an avoidance during which no turn goes back toward its side.
+    memory_time: float = 4.0
+    #: Predictions older than this (s, by their stamps) are not driven on.
+    prediction_timeout: float = 0.3
+    #: m/s² at which the robot slows to a stop without valid predictions.
+    stop_deceleration: float = 0.5
+    reflex_threshold: float = 0.07
+    reflex_backoff_speed: float = 0.05
+    reflex_backoff_time: float = 0.5
+    reflex_turn_speed: float = 1.5
+    reflex_min_turn: float = 0.6
+    #: The reflex turn ends once no sensor reads closer than this (and the minimum is done).
+    reflex_clearance: float = 0.1
+    #: The reflex turn gives up after this angle even if a sensor still reads close.
+    reflex_max_turn: float = 3.2
+
+    def __post_init__(self) -> None:
+        """Reject settings under which the behaviour cannot work, saying which and why."""
+        if not 0.0 <= self.turn_speed_fraction <= 1.0:
+            raise ValueError('turn_speed_fraction must be in [0, 1]')
+        positive = ('cruise_speed', 'slow_distance', 'turn_speed', 'prediction_timeout',
+                    'stop_deceleration', 'reflex_threshold', 'reflex_backoff_speed',
+                    'reflex_turn_speed', 'reflex_max_turn')
+        for name in positive:
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0.0):
+                raise ValueError(f'{name} must be positive, got {value}')
+        non_negative = ('front_half_angle', 'stop_distance', 'min_speed', 'turn_distance',
+                        'side_turn_distance', 'clear_distance', 'side_clear_distance',
+                        'overshoot_time', 'memory_time', 'reflex_backoff_time', 'reflex_min_turn',
+                        'reflex_clearance')
+        for name in non_negative:
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0.0):
+                raise ValueError(f'{name} must be non-negative, got {value}')
+        if not 0.0 < self.probability_threshold < 1.0:
+            raise ValueError('probability_threshold must be in (0, 1)')
+        if not self.stop_distance < self.slow_distance:
+            raise ValueError('stop_distance must be below slow_distance')
+        if self.min_speed > self.cruise_speed:
+            raise ValueError('min_speed must not exceed cruise_speed')
+        if self.clear_distance < self.turn_distance or \
+                self.side_clear_distance < self.side_turn_distance:
+            raise ValueError('clear_distance must be at least turn_distance and '
+                             'side_clear_distance at least side_turn_distance (else a turn '
+                             'would end inside its own trigger)')
+        if self.reflex_max_turn < self.reflex_min_turn:
+            raise ValueError('reflex_max_turn must be at least reflex_min_turn')
+
+
+def sensor_side(name: str) -> float:
+    """Return +1 for a sensor on the left, -1 on the right, 0 in the middle."""
+    pose = PROXIMITY_POSES.get(name)
+    if pose is not None:
+        return float(np.sign(pose[1]))
+    lowered = name.lower()
+    return 1.0 if 'left' in lowered else -1.0 if 'right' in lowered else 0.0
+
+
+def sensor_angle(name: str) -> float:
+    """Return the mounting yaw of a sensor (rad); unknown names guess from left/right."""
+    pose = PROXIMITY_POSES.get(name)
+    return float(pose[2]) if pose is not None else 0.66 * sensor_side(name)
+
+
+def free_distances(probabilities: np.ndarray, distances: np.ndarray,
+                   threshold: float) -> np.ndarray:
+    """
+    Return per sensor the distance of its first cell with P ≥ ``threshold``.
+
+    Sensors with no such cell get the horizon plus one step: free as far as it can tell.
+    ``probabilities`` is (S, D) over increasing ``distances`` (D,).
+    """
+    likely = probabilities >= threshold
+    step = float(distances[-1] - distances[-2]) if len(distances) > 1 else 0.01
+    beyond = float(distances[-1]) + step
+    first = np.argmax(likely, axis=1)
+    return np.where(likely.any(axis=1), distances[first], beyond)
+
+
+class Avoider:
+    """The sight-driven state machine (see the module docstring)."""
+
+    def __init__(self, settings: AvoiderSettings = AvoiderSettings(),
+                 sensor_names: Sequence[str] = SENSOR_NAMES,
+                 distances: Sequence[float] = tuple(0.01 * i for i in range(31))) -> None:
+        """Drive by grids over ``sensor_names`` × ``distances`` (increasing, metres)."""
+        self.settings = settings
+        self.sensor_names = tuple(sensor_names)
+        self.distances = np.asarray(distances, dtype=np.float64)
+        if self.distances.ndim != 1 or len(self.distances) < 1 or \
+                np.any(np.diff(self.distances) <= 0):
+            raise ValueError('distances must be a non-empty increasing sequence')
+        if not self.sensor_names:
+            raise ValueError('sensor_names must name at least one sensor')
+        self.shape = (len(self.sensor_names), len(self.distances))
+        sides = np.array([sensor_side(n) for n in self.sensor_names])
+        angles = np.array([sensor_angle(n) for n in self.sensor_names])
+        self._front = np.abs(angles) <= settings.front_half_angle
+        if not self._front.any():
+            self._front = np.abs(angles) == np.abs(angles).min()
+        self._left = sides > 0
+        self._right = sides < 0
+        self._sides = {name: sensor_side(name) for name in self.sensor_names}
+        self.counters: dict[str, int] = dict.fromkeys(COUNTER_NAMES, 0)
+        #: 'cruise', 'avoid', 'reflex_backoff', 'reflex_turn' or 'blind'.
+        self.state = 'blind'
+        #: The free distances (S,) of the newest valid prediction, None before one.
+        self.free: np.ndarray | None = None
+        self._prediction_stamp: float | None = None
+        self._turn_direction = 0.0
+        self._clear_since: float | None = None
+        self._until = 0.0
+        self._turn_started = 0.0
+        self._avoided_side = 0.0
+        self._avoided_until = -math.inf
+        self._last_now: float | None = None
+        self._last_linear = 0.0
+
+    # ------------------------------------------------------------------ inputs
+    def set_prediction(self, stamp: float, probabilities: np.ndarray | Sequence[float]) -> bool:
+        """
+        Take a prediction stamped ``stamp`` (s); return whether it was accepted.
+
+        ``probabilities`` is (S, D) or flat row-major S·D. Wrongly sized, non-finite or
+        out-of-range grids and non-finite stamps are refused and counted; a prediction
+        older than the newest accepted one is ignored (it arrived late: not an error).
+        """
+        try:
+            grid = np.asarray(probabilities, dtype=np.float64)
+            stamp = float(stamp)
+        except (TypeError, ValueError):
+            grid, stamp = np.empty(0), math.nan
+        if grid.size != self.shape[0] * self.shape[1] or not math.isfinite(stamp) or \
+                not np.all(np.isfinite(grid)) or grid.min() < 0.0 or grid.max() > 1.0:
+            self.counters['bad_predictions'] += 1
+            return False
+        if self._prediction_stamp is not None and stamp < self._prediction_stamp and \
+                self._prediction_stamp - stamp < 1.0:
+            return False  # a late one; a jump back by more than a second is a new clock
+        self.counters['predictions'] += 1
+        self._prediction_stamp = stamp
+        self.free = free_distances(grid.reshape(self.shape), self.distances,
+                                   self.settings.probability_threshold)
+        return True
+
+    def prediction_age(self, now: float) -> float:
+        """Return seconds since the newest valid prediction's stamp (inf without one)."""
+        if self._prediction_stamp is None:
+            return math.inf
+        return now - self._prediction_stamp
+
+    # ----------------------------------------------------------------- control
+    def update(self, now: float, ranges: Mapping[str, float]) -> tuple[float, float]:
+        """Return the twist ``(linear, angular)`` to drive at time ``now`` (seconds)."""
+        s = self.settings
+        self.counters['updates'] += 1
+        if self._last_now is not None and now < self._last_now - 1.0:
+            self.reset()
+        dt = 0.0 if self._last_now is None else max(0.0, now - self._last_now)
+        self._last_now = now
+        closest, side = self._closest(ranges)
+        if self.state in ('reflex_backoff', 'reflex_turn'):
+            twist = self._reflex(now, ranges, closest, side)
+        elif closest < s.reflex_threshold and self.state != 'blind':
+            self._start_reflex(now, side)
+            twist = self._reflex(now, ranges, closest, side)
+        elif not (0.0 <= self.prediction_age(now) <= s.prediction_timeout) or \
+                self.free is None:
+            twist = self._blind(dt)
+        else:
+            if self.state == 'blind':
+                self.state = 'cruise'
+            twist = self._by_sight(now)
+        self._last_linear = twist[0]
+        return twist
+
+    def reset(self) -> None:
+        """Forget predictions and manoeuvres (time jumped back): stop until a new grid."""
+        self.state = 'blind'
+        self.free = None
+        self._prediction_stamp = None
+        self._clear_since = None
+        self._avoided_until = -math.inf
+        self._last_now = None
+        self._last_linear = 0.0
+
+    # --------------------------------------------------------------- by sight
+    def _by_sight(self, now: float) -> tuple[float, float]:
+        s = self.settings
+        free = self.free
+        front = float(free[self._front].min())
+        left = float(free[self._left].min()) if self._left.any() else math.inf
+        right = float(free[self._right].min()) if self._right.any() else math.inf
+        speed = self._speed_limit(front)
+        if self.state == 'cruise':
+            if front >= s.turn_distance and min(left, right) >= s.side_turn_distance:
+                return speed, 0.0
+            self._start_avoid(now, left, right)
+        # avoid: turn until clear, then overshoot
+        if front >= s.clear_distance and min(left, right) >= s.side_clear_distance:
+            if self._clear_since is None:
+                self._clear_since = now
+            if now - self._clear_since >= s.overshoot_time:
+                self._end_avoid(now)
+                return speed, 0.0
+        else:
+            self._clear_since = None
+        linear = 0.0 if front < s.stop_distance else speed * s.turn_speed_fraction
+        return linear, self._turn_direction * s.turn_speed
+
+    def _speed_limit(self, front: float) -> float:
+        s = self.settings
+        fraction = (front - s.stop_distance) / (s.slow_distance - s.stop_distance)
+        fraction = min(1.0, max(0.0, fraction))
+        return s.min_speed + fraction * (s.cruise_speed - s.min_speed)
+
+    def _start_avoid(self, now: float, left: float, right: float) -> None:
+        self.state = 'avoid'
+        self.counters['avoidances'] += 1
+        self._clear_since = None
+        # Obstacle more on the left (left freer distance smaller) -> turn right (-1).
+        direction = -1.0 if left < right else 1.0 if right < left else 0.0
+        self._turn_direction = self._allowed_direction(now, direction)
+
+    def _end_avoid(self, now: float) -> None:
+        self.state = 'cruise'
+        self._remember(now, -self._turn_direction)
+
+    def _allowed_direction(self, now: float, wanted: float) -> float:
+        """Never turn back toward the side avoided within ``memory_time``; break ties."""
+        if now < self._avoided_until:
+            return -self._avoided_side
+        if wanted == 0.0:
+            return self._turn_direction or 1.0  # keep the last turn's sense: no dithering
+        return wanted
+
+    def _remember(self, now: float, obstacle_side: float) -> None:
+        self._avoided_side = obstacle_side
+        self._avoided_until = now + self.settings.memory_time
+
+    # ------------------------------------------------------------------ blind
+    def _blind(self, dt: float) -> tuple[float, float]:
+        if self.state != 'blind':
+            self.state = 'blind'
+            self.counters['stale_stops'] += 1
+            self._clear_since = None
+        self.counters['blind_updates'] += 1
+        linear = max(0.0, self._last_linear - self.settings.stop_deceleration * dt)
+        return linear, 0.0
+
+    # ------------------------------------------------------------------ reflex
+    def _closest(self, ranges: Mapping[str, float]) -> tuple[float, float]:
+        """Return the nearest valid reading and the obstructed side (+left) by the reflex."""
+        closest, side = math.inf, 0.0
+        limit = self.settings.reflex_threshold
+        for name, value in ranges.items():
+            try:
+                value = float(value)
+            except (TypeError, ValueError):
+                continue
+            if not (math.isfinite(value) and value > 0.0):
+                continue
+            closest = min(closest, value)
+            if value < limit:
+                side += self._sides.get(name, sensor_side(name)) * (limit - value)
+        return closest, side
+
+    def _start_reflex(self, now: float, side: float) -> None:
+        self.counters['reflexes'] += 1
+        self.state = 'reflex_backoff'
+        self._until = now + self.settings.reflex_backoff_time
+        wanted = -math.copysign(1.0, side) if abs(side) > 1e-3 else 0.0
+        if wanted == 0.0 and self.free is not None and self._left.any() and self._right.any():
+            left, right = self.free[self._left].min(), self.free[self._right].min()
+            wanted = -1.0 if left < right else 1.0
+        self._turn_direction = self._allowed_direction(now, wanted)
+
+    def _reflex(self, now: float, ranges: Mapping[str, float], closest: float,
+                side: float) -> tuple[float, float]:
+        s = self.settings
+        if self.state == 'reflex_backoff':
+            if now < self._until:
+                return -s.reflex_backoff_speed, 0.0
+            self.state = 'reflex_turn'
+            self._turn_started = now
+        turned = (now - self._turn_started) * s.reflex_turn_speed
+        done = turned >= s.reflex_min_turn and closest >= s.reflex_clearance
+        if done or turned >= s.reflex_max_turn:
+            self.state = 'cruise' if self.free is not None else 'blind'
+            self._remember(now, -self._turn_direction)
+            return 0.0, 0.0
+        return 0.0, self._turn_direction * s.reflex_turn_speed
