@@ -75,6 +75,14 @@ class ModelPredictor:
         self.sensor_names = tuple(params.get('sensor_names') or LabelParams().sensor_names)
         self.distances = tuple(float(d) for d in (params.get('distances')
                                                   or LabelParams().distances))
+        expected = LabelParams()
+        if self.sensor_names != tuple(expected.sensor_names) or \
+                not np.allclose(self.distances, expected.distances) or \
+                (self.config.num_sensors, self.config.num_distances) != (
+                    len(expected.sensor_names), len(expected.distances)):
+            raise DriveError(f'{path}: the model predicts sensors {list(self.sensor_names)} '
+                             f'at {len(self.distances)} distances; the built-in robot has '
+                             f'{list(expected.sensor_names)} at {len(expected.distances)}')
         self.seconds = 0.0
         self.frames = 0
 

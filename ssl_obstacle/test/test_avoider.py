@@ -105,7 +105,7 @@ def test_after_a_turn_it_does_not_turn_back_toward_the_side_just_avoided():
     assert avoider.state == 'cruise'
     # An obstacle ahead, a little more on the right: alone, that turns left, back toward
     # the side just avoided. Within the memory it must turn right (away from it) instead.
-    mostly_right = grid(center=0.05, center_right=0.03, right=0.04, center_left=0.08)
+    mostly_right = grid(center=0.05, center_right=0.07, right=0.09, center_left=0.12)
     _, angular = drive(avoider, 2.5, 0.2, mostly_right)[-1]
     assert angular < 0.0
     # The same situation once the memory has expired turns left: the rule, not chance.
@@ -151,10 +151,21 @@ def test_stale_predictions_slow_it_smoothly_to_a_stop_and_count_once():
     assert drive(avoider, 3.0, 0.3, grid())[-1][0] > 0.0
 
 
-def test_no_prediction_at_all_never_drives():
+def test_no_prediction_at_all_never_drives_and_counts_as_a_stale_stop():
     avoider = Avoider()
     twists = [avoider.update(DT * step, NOTHING) for step in range(20)]
     assert all(twist == (0.0, 0.0) for twist in twists)
+    assert avoider.counters['stale_stops'] == 1 and avoider.counters['blind_updates'] == 20
+
+
+def test_a_stamp_slightly_ahead_of_the_clock_is_fresh_one_far_ahead_is_not():
+    avoider = Avoider()
+    timeout = avoider.settings.prediction_timeout
+    assert avoider.set_prediction(10.0 + 0.5 * timeout, grid())  # camera clock a bit ahead
+    assert avoider.update(10.0, NOTHING)[0] > 0.0
+    ahead = Avoider()
+    assert ahead.set_prediction(10.0 + 3 * timeout, grid())
+    assert ahead.update(10.0, NOTHING) == (0.0, 0.0) and ahead.state == 'blind'
 
 
 def test_a_late_prediction_does_not_replace_a_newer_one():
@@ -191,3 +202,30 @@ def test_time_jumping_back_forgets_everything():
 def test_settings_that_cannot_work_are_refused(changes):
     with pytest.raises(ValueError):
         AvoiderSettings(**changes)
+
+
+def test_the_memory_gives_way_when_the_side_it_would_turn_to_is_blocked_itself():
+    """An obstacle beside the robot now is nearer than the one it turned from seconds ago."""
+    avoider = Avoider()
+    drive(avoider, 0.0, 0.5, grid())
+    drive(avoider, 0.5, 0.5, grid(left=0.0, center_left=0.0))  # obstacle left: turns right
+    drive(avoider, 1.0, 1.5, grid())
+    right_blocked = grid(right=0.0, center_right=0.02, center=0.06)
+    assert right_blocked[4, 0] > 0.5 and avoider.settings.side_turn_distance > 0.0
+    _, angular = drive(avoider, 2.5, 0.2, right_blocked)[-1]
+    assert angular > 0.0  # left, toward the side avoided before, away from the one beside
+
+
+def test_a_turn_into_a_newly_blocked_side_reverses_once():
+    avoider = Avoider()
+    drive(avoider, 0.0, 0.5, grid())
+    _, angular = drive(avoider, 0.5, 0.2, grid(right=0.03, center=0.06))[-1]
+    assert angular > 0.0  # obstacle right: turns left
+    # Turning left, an obstacle appears on the left, the right being freer: turn right.
+    _, angular = drive(avoider, 0.7, 0.2, grid(left=0.0, center_left=0.03, center=0.06,
+                                               right=0.08))[-1]
+    assert angular < 0.0
+    # Only once: blocked on the right again, it keeps turning right rather than dither.
+    _, angular = drive(avoider, 0.9, 0.2, grid(right=0.03, center_right=0.04, center=0.06,
+                                               left=0.09))[-1]
+    assert angular < 0.0

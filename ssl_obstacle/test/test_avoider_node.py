@@ -230,14 +230,15 @@ def test_without_predictions_it_stays_put_and_counts_a_stale_stop_when_they_end(
             values = robot.status_settles(lambda v, s: int(v['blind_updates']) >= 5)
             assert values['level'] == WARN and 'no prediction yet' in values['message']
             assert values['state'] == 'blind' and values['prediction_age_s'] == 'none'
+            assert values['stale_stops'] == '1'  # the wait for a first prediction
             assert robot.twists and all(stopped(*t) for t in robot.twists)
-            # Predictions come, and stop again: the core stops the robot, counted once.
+            # Predictions come, and stop again: the core stops the robot, counted once more.
             robot.grid = FREE
             assert robot.twists_settle(forward)
             robot.grid = None
             assert robot.twists_settle(stopped)
             values = robot.status_settles(lambda v, s: v['state'] == 'blind')
-            assert values['stale_stops'] == '1' and values['level'] == WARN
+            assert values['stale_stops'] == '2' and values['level'] == WARN
             assert 'old' in values['message']
 
 

@@ -13,24 +13,32 @@ front's free distance (the sensors within ``front_half_angle`` of the axis) sets
 limit that falls smoothly from ``cruise_speed`` at ``slow_distance`` to ``min_speed`` at
 ``stop_distance``; the two sides' free distances say where to turn. States:
 
-- ``cruise``: drive at the speed limit, straight.
+- ``cruise``: drive at the speed limit; with ``side_steer_gain``, bend away from a side
+  whose free distance is inside ``side_steer_distance`` (never toward a remembered side).
 - ``avoid``: the front's free distance fell below ``turn_distance``, or a side's below
-  ``side_turn_distance``: turn away from the more obstructed side at ``turn_speed``
-  (on the spot when the front is closer than ``stop_distance``, else creeping at
-  ``min_speed``) until every free distance is back above ``clear_distance``, then keep
-  turning for ``overshoot_time``: the camera's view (±22° on the Thymio) clears before the
-  side sensors' (±38°) do, so stopping the turn at the first clear view would swing the
-  side of the body back into the obstacle.
+  ``side_turn_distance``: turn away from the more obstructed side at ``turn_speed`` along
+  an arc, at ``turn_speed_fraction`` of the speed limit (on the spot once the front is
+  closer than ``stop_distance``), until the front's free distance is back above
+  ``clear_distance`` and the sides' above ``side_clear_distance``; then keep turning for
+  ``overshoot_time``: the camera's view (±22° on the Thymio) clears before the side
+  sensors' (±38°) do, so stopping the turn at the first clear view would swing the side of
+  the body back into the obstacle. Arcs rather than spins keep the mean speed of the
+  explorer, which loses its time backing off and turning on the spot.
+  If the side it turns toward becomes blocked itself while the other is freer, the turn
+  reverses, once per avoidance.
 - After an avoidance the side of the obstacle is remembered for ``memory_time`` seconds;
   a turn started within that time never goes back toward it (a memoryless rule loops back
-  into the obstacle it just turned from).
+  into the obstacle it just turned from), unless the side it would turn to is blocked itself
+  (the reversal above): an obstacle beside the robot now is nearer than one it turned from.
 - ``reflex_backoff`` / ``reflex_turn``: a proximity reading closer than
   ``reflex_threshold`` (Nava et al.'s explorer rule): reverse for ``reflex_backoff_time``,
   then turn away from the side that saw it for at least ``reflex_min_turn`` radians and
   until no sensor reads closer than ``reflex_clearance``. A safety net, counted each time
   it fires (:attr:`Avoider.counters` ``reflexes``): with good predictions it rarely does.
-- ``blind``: no valid prediction newer than ``prediction_timeout``: decelerate to a stop at
-  ``stop_deceleration`` and wait (counted once per episode as ``stale_stops``). A grid of
+- ``blind``: no valid prediction within ``prediction_timeout`` of now (none yet, stale,
+  or stamped that far ahead): decelerate to a stop at ``stop_deceleration`` and wait
+  (counted once per episode as ``stale_stops``, the start's wait included). The reflex
+  does not fire while blind: the robot is stopping there anyway. A grid of
   the wrong size or with NaN is refused (``bad_predictions``) and so never drives the
   robot: it cannot become "the newest prediction".
 """
@@ -70,11 +78,15 @@ class AvoiderSettings:
     side_turn_distance: float = 0.05
     #: The front's free distance above this and the sides' above ``side_clear_distance``:
     #: the view is clear, the turn may end.
-    clear_distance: float = 0.15
-    side_clear_distance: float = 0.08
-    turn_speed: float = 1.2
+    clear_distance: float = 0.12
+    side_clear_distance: float = 0.06
+    turn_speed: float = 1.6
     #: While turning away, drive at this fraction of the speed limit (an arc, not a spin).
-    turn_speed_fraction: float = 0.5
+    turn_speed_fraction: float = 1.0
+    #: While cruising, a side's free distance below this turns the robot gently away from
+    #: it, at up to ``side_steer_gain`` × ``turn_speed`` (0: drive straight).
+    side_steer_distance: float = 0.15
+    side_steer_gain: float = 0.3
     #: Seconds the turn goes on after the view cleared.
     overshoot_time: float = 0.4
     #: Seconds after an avoidance during which no turn goes back toward its side.
@@ -106,7 +118,8 @@ class AvoiderSettings:
                 raise ValueError(f'{name} must be positive, got {value}')
         non_negative = ('front_half_angle', 'stop_distance', 'min_speed', 'turn_distance',
                         'side_turn_distance', 'clear_distance', 'side_clear_distance',
-                        'overshoot_time', 'memory_time', 'reflex_backoff_time', 'reflex_min_turn',
+                        'overshoot_time', 'memory_time', 'side_steer_distance',
+                        'side_steer_gain', 'reflex_backoff_time', 'reflex_min_turn',
                         'reflex_clearance')
         for name in non_negative:
             value = getattr(self, name)
@@ -188,6 +201,7 @@ class Avoider:
         self.free: np.ndarray | None = None
         self._prediction_stamp: float | None = None
         self._turn_direction = 0.0
+        self._flipped = False  # the current avoidance has reversed its turn once
         self._clear_since: float | None = None
         self._until = 0.0
         self._turn_started = 0.0
@@ -195,6 +209,7 @@ class Avoider:
         self._avoided_until = -math.inf
         self._last_now: float | None = None
         self._last_linear = 0.0
+        self._blind_counted = False  # the current blind episode is in stale_stops
 
     # ------------------------------------------------------------------ inputs
     def set_prediction(self, stamp: float, probabilities: np.ndarray | Sequence[float]) -> bool:
@@ -224,7 +239,13 @@ class Avoider:
         return True
 
     def prediction_age(self, now: float) -> float:
-        """Return seconds since the newest valid prediction's stamp (inf without one)."""
+        """
+        Return seconds since the newest valid prediction's stamp (inf without one).
+
+        Negative when the stamp is ahead of ``now``: the camera's and the controller's
+        clocks differ a little between machines. Up to ``prediction_timeout`` either way
+        counts as fresh.
+        """
         if self._prediction_stamp is None:
             return math.inf
         return now - self._prediction_stamp
@@ -244,12 +265,12 @@ class Avoider:
         elif closest < s.reflex_threshold and self.state != 'blind':
             self._start_reflex(now, side)
             twist = self._reflex(now, ranges, closest, side)
-        elif not (0.0 <= self.prediction_age(now) <= s.prediction_timeout) or \
-                self.free is None:
+        elif not abs(self.prediction_age(now)) <= s.prediction_timeout:
             twist = self._blind(dt)
         else:
             if self.state == 'blind':
                 self.state = 'cruise'
+                self._blind_counted = False
             twist = self._by_sight(now)
         self._last_linear = twist[0]
         return twist
@@ -269,14 +290,18 @@ class Avoider:
         s = self.settings
         free = self.free
         front = float(free[self._front].min())
-        left = float(free[self._left].min()) if self._left.any() else math.inf
-        right = float(free[self._right].min()) if self._right.any() else math.inf
+        left, right = self._side_free()
         speed = self._speed_limit(front)
         if self.state == 'cruise':
             if front >= s.turn_distance and min(left, right) >= s.side_turn_distance:
-                return speed, 0.0
+                return speed, self._drift(now, left, right)
             self._start_avoid(now, left, right)
-        # avoid: turn until clear, then overshoot
+        # avoid: turn until clear, then overshoot; turn the other way, once, if the side
+        # it turns toward is itself blocked and the other one is freer.
+        toward, away = (left, right) if self._turn_direction > 0 else (right, left)
+        if not self._flipped and toward < s.side_turn_distance and away > toward:
+            self._turn_direction = -self._turn_direction
+            self._flipped = True
         if front >= s.clear_distance and min(left, right) >= s.side_clear_distance:
             if self._clear_since is None:
                 self._clear_since = now
@@ -287,6 +312,31 @@ class Avoider:
             self._clear_since = None
         linear = 0.0 if front < s.stop_distance else speed * s.turn_speed_fraction
         return linear, self._turn_direction * s.turn_speed
+
+    def _drift(self, now: float, left: float, right: float) -> float:
+        """
+        Return a gentle turn away from a side obstacle the robot is about to pass.
+
+        Proportional to how far the nearer side's free distance is inside
+        ``side_steer_distance``; never toward the side avoided within ``memory_time``.
+        """
+        s = self.settings
+        nearer = min(left, right)
+        if s.side_steer_gain <= 0.0 or nearer >= s.side_steer_distance or left == right:
+            return 0.0
+        direction = -1.0 if left < right else 1.0
+        if now < self._avoided_until and direction == self._avoided_side:
+            return 0.0
+        depth = (s.side_steer_distance - nearer) / s.side_steer_distance
+        return direction * s.side_steer_gain * depth * s.turn_speed
+
+    def _side_free(self) -> tuple[float, float]:
+        """Return the left and right free distances (inf without a prediction or side)."""
+        if self.free is None:
+            return math.inf, math.inf
+        left = float(self.free[self._left].min()) if self._left.any() else math.inf
+        right = float(self.free[self._right].min()) if self._right.any() else math.inf
+        return left, right
 
     def _speed_limit(self, front: float) -> float:
         s = self.settings
@@ -301,6 +351,7 @@ class Avoider:
         # Obstacle more on the left (left freer distance smaller) -> turn right (-1).
         direction = -1.0 if left < right else 1.0 if right < left else 0.0
         self._turn_direction = self._allowed_direction(now, direction)
+        self._flipped = False
 
     def _end_avoid(self, now: float) -> None:
         self.state = 'cruise'
@@ -320,9 +371,10 @@ class Avoider:
 
     # ------------------------------------------------------------------ blind
     def _blind(self, dt: float) -> tuple[float, float]:
-        if self.state != 'blind':
+        if self.state != 'blind' or not self._blind_counted:
             self.state = 'blind'
             self.counters['stale_stops'] += 1
+            self._blind_counted = True
             self._clear_since = None
         self.counters['blind_updates'] += 1
         linear = max(0.0, self._last_linear - self.settings.stop_deceleration * dt)
@@ -349,11 +401,13 @@ class Avoider:
         self.counters['reflexes'] += 1
         self.state = 'reflex_backoff'
         self._until = now + self.settings.reflex_backoff_time
-        wanted = -math.copysign(1.0, side) if abs(side) > 1e-3 else 0.0
-        if wanted == 0.0 and self.free is not None and self._left.any() and self._right.any():
-            left, right = self.free[self._left].min(), self.free[self._right].min()
-            wanted = -1.0 if left < right else 1.0
-        self._turn_direction = self._allowed_direction(now, wanted)
+        # What the sensors touch decides; the memory and the view only break a tie.
+        if abs(side) > 1e-3:
+            self._turn_direction = -math.copysign(1.0, side)
+            return
+        left, right = self._side_free()
+        self._turn_direction = self._allowed_direction(
+            now, -1.0 if left < right else 1.0 if right < left else 0.0)
 
     def _reflex(self, now: float, ranges: Mapping[str, float], closest: float,
                 side: float) -> tuple[float, float]:

@@ -78,6 +78,10 @@ AVOIDER_DESCRIPTIONS: dict[str, str] = {
     'turn_speed': 'rad/s: turn rate when avoiding by sight',
     'turn_speed_fraction': 'while turning away, drive at this fraction of the speed limit '
                            '(an arc, not a spin; on the spot inside stop_distance)',
+    'side_steer_distance': "m: while cruising, a side's free distance below this steers the "
+                           'robot gently away from that side',
+    'side_steer_gain': 'the gentle steer reaches this fraction of turn_speed at a side free '
+                       'distance of 0 (0: cruise straight)',
     'overshoot_time': 's: the turn goes on this long after the view cleared (the side '
                       'sensors see wider than the camera)',
     'memory_time': 's: after an avoidance no turn goes back toward its side for this long',
