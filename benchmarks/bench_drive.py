@@ -9,8 +9,10 @@ seed's start pose. For every layout × seed it drives the explorer, the avoider 
 ``--early-model`` (e.g. one trained for 3 simulated minutes: how early does driving by sight
 pay off?) and the oracle (the avoider fed the simulator's exact label grid: what a perfect
 model would give); with ``--memoryless`` also the avoider without its state (what the
-memory buys). The default layouts are those the demo's model never trained in (it
-learns in ``boxes``; ``random`` draws a new layout per seed).
+memory buys); with ``--fused`` the avoider that also takes every proximity reading as its
+sensor's first cell, with the model and with all-free grids (the same state machine on the
+proximity readings alone: what sight adds). The default layouts are those the demo's
+model never trained in (it learns in ``boxes``; ``random`` draws a new layout per seed).
 
 Prints, per world and pooled: near-hits per metre (rising edges of any IR reading < 7 cm),
 mean speed, collisions, reflexes and the avoider-to-explorer ratios; the per-sensor split
@@ -19,12 +21,15 @@ per frame (ms), with the machine's conditions. Writes everything to ``--json``.
 
 Run: scripts/with_env.sh python benchmarks/bench_drive.py --model RUN/checkpoint.pt
      [--early-model RUN3/checkpoint.pt] [--worlds pillars,walls,random]
-     [--seeds 1000,1001,1002] [--minutes 4] [--json FILE]
+     [--seeds 1000,1001,1002] [--minutes 4] [--memoryless] [--fused] [--jobs N]
+     [--json FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 import os
 import pathlib
 import platform
@@ -32,14 +37,23 @@ import sys
 import time
 from typing import Any, Sequence
 
+import numpy as np
 from ssl_obstacle.core.avoider import AvoiderSettings
+from ssl_obstacle.core.params import LabelParams
 from ssl_obstacle.drive import drive_run, ModelPredictor
 from ssl_obstacle.plots import write_json
+
+
+def see_nothing(image: np.ndarray) -> np.ndarray:
+    """Predict every cell free: the avoider then reacts to what its sensors read only."""
+    return np.zeros((len(LabelParams().sensor_names), len(LabelParams().distances)))
 
 
 #: The avoider with no memory: it stops turning at the first clear view, may turn back
 #: toward the obstacle it just avoided, and does not steer away from side obstacles.
 MEMORYLESS = AvoiderSettings(memory_time=0.0, overshoot_time=0.0, side_steer_gain=0.0)
+#: The avoider that also treats every proximity reading (< 14 cm) as a blocked first cell.
+FUSED = AvoiderSettings(proximity_fusion_range=0.14)
 
 
 def conditions() -> dict[str, Any]:
@@ -88,6 +102,40 @@ def table_line(name: str, figures: dict[str, Any], explorer: dict[str, Any] | No
     return line
 
 
+def load_models(args: argparse.Namespace) -> dict[str, ModelPredictor]:
+    """Return the predictors by label: ``avoider`` and ``avoider_early[N]``."""
+    models = {'avoider': ModelPredictor(args.model)}
+    for index, path in enumerate(args.early_model):
+        models[f'avoider_early{index + 1 if len(args.early_model) > 1 else ""}'] = \
+            ModelPredictor(path)
+    return models
+
+
+def drive_plan(args: argparse.Namespace, job: tuple[str, int]) -> list[dict[str, Any]]:
+    """Drive every controller of the benchmark in one world and seed (a worker's job)."""
+    world, seed = job
+    models = load_models(args)
+    plan: list[tuple[str, Any, AvoiderSettings | None]] = [('explorer', None, None)]
+    plan += [(label, predictor, None) for label, predictor in models.items()]
+    if args.memoryless:
+        plan.append(('avoider_memoryless', models['avoider'], MEMORYLESS))
+    if args.fused:
+        plan.append(('avoider_fused', models['avoider'], FUSED))
+        plan.append(('sightless_fused', see_nothing, FUSED))
+    if not args.no_oracle:
+        plan.append(('oracle', None, None))
+    reports = []
+    for label, predictor, settings in plan:
+        controller = 'avoider' if predictor is not None else label
+        report = drive_run(world, seed, args.minutes, controller, predictor, settings).report
+        report['label'] = label
+        reports.append(report)
+        print(f'{world:8} seed {seed}: {label:18} {report["near_hits"]:3d} near-hits in '
+              f'{report["distance_m"]:5.1f} m, {report["mean_speed"]:.4f} m/s, '
+              f'{report["collisions"]} collisions', flush=True)
+    return reports
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; print the table and write the JSON."""
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
@@ -101,33 +149,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument('--memoryless', action='store_true',
                         help="also the avoider without its state (memory_time and "
                              "overshoot_time 0, no side steering): what the memory buys")
+    parser.add_argument('--fused', action='store_true',
+                        help='also the avoider with proximity_fusion_range 0.14 (readings '
+                             'as the first column), with the model and with all-free grids '
+                             '(the same state machine on the proximity readings alone)')
+    parser.add_argument('--jobs', type=int, default=os.cpu_count() or 1,
+                        help='worlds x seeds driven in parallel processes')
     parser.add_argument('--json', default='runs/bench_drive.json')
     args = parser.parse_args(argv)
     worlds = [w for w in args.worlds.split(',') if w]
     seeds = [int(s) for s in args.seeds.split(',') if s]
-    models = {'avoider': ModelPredictor(args.model)}
-    for index, path in enumerate(args.early_model):
-        models[f'avoider_early{index + 1 if len(args.early_model) > 1 else ""}'] = \
-            ModelPredictor(path)
+    models = load_models(args)
     before = conditions()
     started = time.monotonic()
-    runs: list[dict[str, Any]] = []
-    for world in worlds:
-        for seed in seeds:
-            plan = [('explorer', None, None)] + [(n, p, None) for n, p in models.items()]
-            if args.memoryless:
-                plan.append(('avoider_memoryless', models['avoider'], MEMORYLESS))
-            if not args.no_oracle:
-                plan.append(('oracle', None, None))
-            for name, predictor, settings in plan:
-                controller = 'avoider' if predictor is not None else name
-                report = drive_run(world, seed, args.minutes, controller, predictor,
-                                   settings).report
-                report['label'] = name
-                runs.append(report)
-                print(f'{world:8} seed {seed}: {name:16} {report["near_hits"]:3d} near-hits '
-                      f'in {report["distance_m"]:5.1f} m, {report["mean_speed"]:.4f} m/s, '
-                      f'{report["collisions"]} collisions', flush=True)
+    jobs = [(world, seed) for world in worlds for seed in seeds]
+    with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        runs = [report for reports in pool.map(partial(drive_plan, args), jobs)
+                for report in reports]
     labels = list(dict.fromkeys(r['label'] for r in runs))
     results: dict[str, Any] = {'per_world': {}, 'pooled': {}}
     for world in [*worlds, None]:
@@ -140,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             results['pooled'] = figures
         else:
             results['per_world'][world] = figures
-    avoider_runs = [r for r in runs if r['controller'] == 'avoider']
+    avoider_runs = [r for r in runs if r['label'] in models]
     cost = {'controller_us_per_call': round(sum(r['controller_us_per_call'] for r in avoider_runs)
                                             / max(1, len(avoider_runs)), 1),
             'prediction_ms_per_frame': round(sum(r['prediction_ms_per_frame']

@@ -204,9 +204,9 @@ def test_settings_that_cannot_work_are_refused(changes):
         AvoiderSettings(**changes)
 
 
-def test_the_memory_gives_way_when_the_side_it_would_turn_to_is_blocked_itself():
+def test_with_reversal_the_memory_gives_way_when_the_side_it_turns_to_is_blocked():
     """An obstacle beside the robot now is nearer than the one it turned from seconds ago."""
-    avoider = Avoider()
+    avoider = Avoider(AvoiderSettings(reverse_blocked_turns=True))
     drive(avoider, 0.0, 0.5, grid())
     drive(avoider, 0.5, 0.5, grid(left=0.0, center_left=0.0))  # obstacle left: turns right
     drive(avoider, 1.0, 1.5, grid())
@@ -214,10 +214,16 @@ def test_the_memory_gives_way_when_the_side_it_would_turn_to_is_blocked_itself()
     assert right_blocked[4, 0] > 0.5 and avoider.settings.side_turn_distance > 0.0
     _, angular = drive(avoider, 2.5, 0.2, right_blocked)[-1]
     assert angular > 0.0  # left, toward the side avoided before, away from the one beside
+    # Without the reversal (the default) the memory holds: right, as the rule says.
+    plain = Avoider()
+    drive(plain, 0.0, 0.5, grid())
+    drive(plain, 0.5, 0.5, grid(left=0.0, center_left=0.0))
+    drive(plain, 1.0, 1.5, grid())
+    assert drive(plain, 2.5, 0.2, right_blocked)[-1][1] < 0.0
 
 
-def test_a_turn_into_a_newly_blocked_side_reverses_once():
-    avoider = Avoider()
+def test_with_reversal_a_turn_into_a_newly_blocked_side_reverses_once():
+    avoider = Avoider(AvoiderSettings(reverse_blocked_turns=True))
     drive(avoider, 0.0, 0.5, grid())
     _, angular = drive(avoider, 0.5, 0.2, grid(right=0.03, center=0.06))[-1]
     assert angular > 0.0  # obstacle right: turns left
@@ -229,3 +235,17 @@ def test_a_turn_into_a_newly_blocked_side_reverses_once():
     _, angular = drive(avoider, 0.9, 0.2, grid(right=0.03, center_right=0.04, center=0.06,
                                                left=0.09))[-1]
     assert angular < 0.0
+
+
+def test_what_a_side_sensor_sees_now_outweighs_a_free_prediction():
+    """The grid's first column is what the sensor measures: out of the camera's view."""
+    seen_right = {**NOTHING, 'right': 0.11}  # seen, but farther than the reflex's 7 cm
+    fused = Avoider(AvoiderSettings(proximity_fusion_range=0.14))
+    drive(fused, 0.0, 0.5, grid())
+    _, angular = drive(fused, 0.5, 0.2, grid(), seen_right)[-1]
+    assert angular > 0.0 and fused.counters['reflexes'] == 0  # turns left, by sight
+    assert fused.view[SENSOR_NAMES.index('right')] == 0.0 and fused.free.min() > 0.3
+    alone = Avoider()  # the default: by sight, the sensors only fire the reflex
+    drive(alone, 0.0, 0.5, grid())
+    assert drive(alone, 0.5, 0.2, grid(), seen_right)[-1] == (
+        pytest.approx(alone.settings.cruise_speed), 0.0)

@@ -8,7 +8,10 @@ that the sensor would see something if the robot drove that far ahead), given wi
 convention, as :class:`~.explorer.Explorer` takes them); the output is a twist.
 
 From a grid it reads one *free distance* per sensor: how far the robot can drive before
-the cell first reaches ``probability_threshold`` (the whole horizon when none does). The
+the cell first reaches ``probability_threshold`` (the whole horizon when none does). With
+``proximity_fusion_range`` > 0, a sensor that reads something closer than that right now
+has a free distance of 0: the grid's first column is what the sensor measures (off by
+default: the controller then drives by sight, the sensors only fire the reflex). The
 front's free distance (the sensors within ``front_half_angle`` of the axis) sets a speed
 limit that falls smoothly from ``cruise_speed`` at ``slow_distance`` to ``min_speed`` at
 ``stop_distance``; the two sides' free distances say where to turn. States:
@@ -24,12 +27,11 @@ limit that falls smoothly from ``cruise_speed`` at ``slow_distance`` to ``min_sp
   sensors' (±38°) do, so stopping the turn at the first clear view would swing the side of
   the body back into the obstacle. Arcs rather than spins keep the mean speed of the
   explorer, which loses its time backing off and turning on the spot.
-  If the side it turns toward becomes blocked itself while the other is freer, the turn
-  reverses, once per avoidance.
+  With ``reverse_blocked_turns``, if the side it turns toward becomes blocked itself while
+  the other is freer, the turn reverses, once per avoidance.
 - After an avoidance the side of the obstacle is remembered for ``memory_time`` seconds;
   a turn started within that time never goes back toward it (a memoryless rule loops back
-  into the obstacle it just turned from), unless the side it would turn to is blocked itself
-  (the reversal above): an obstacle beside the robot now is nearer than one it turned from.
+  into the obstacle it just turned from).
 - ``reflex_backoff`` / ``reflex_turn``: a proximity reading closer than
   ``reflex_threshold`` (Nava et al.'s explorer rule): reverse for ``reflex_backoff_time``,
   then turn away from the side that saw it for at least ``reflex_min_turn`` radians and
@@ -87,6 +89,10 @@ class AvoiderSettings:
     #: it, at up to ``side_steer_gain`` × ``turn_speed`` (0: drive straight).
     side_steer_distance: float = 0.15
     side_steer_gain: float = 0.3
+    #: Reverse a turn (once) when the side it turns toward is blocked and the other is
+    #: freer. Right with exact grids; with learned ones, whose side cells are their weakest
+    #: (beyond the camera's view), it turned the robot into more obstacles than it saved.
+    reverse_blocked_turns: bool = False
     #: Seconds the turn goes on after the view cleared.
     overshoot_time: float = 0.4
     #: Seconds after an avoidance during which no turn goes back toward its side.
@@ -102,6 +108,9 @@ class AvoiderSettings:
     reflex_min_turn: float = 0.6
     #: The reflex turn ends once no sensor reads closer than this (and the minimum is done).
     reflex_clearance: float = 0.1
+    #: A proximity reading closer than this sets its sensor's free distance to 0: the
+    #: grid's first column, measured (0: decide by the predictions alone).
+    proximity_fusion_range: float = 0.0
     #: The reflex turn gives up after this angle even if a sensor still reads close.
     reflex_max_turn: float = 3.2
 
@@ -120,7 +129,7 @@ class AvoiderSettings:
                         'side_turn_distance', 'clear_distance', 'side_clear_distance',
                         'overshoot_time', 'memory_time', 'side_steer_distance',
                         'side_steer_gain', 'reflex_backoff_time', 'reflex_min_turn',
-                        'reflex_clearance')
+                        'reflex_clearance', 'proximity_fusion_range')
         for name in non_negative:
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0.0):
@@ -197,8 +206,10 @@ class Avoider:
         self.counters: dict[str, int] = dict.fromkeys(COUNTER_NAMES, 0)
         #: 'cruise', 'avoid', 'reflex_backoff', 'reflex_turn' or 'blind'.
         self.state = 'blind'
-        #: The free distances (S,) of the newest valid prediction, None before one.
+        #: The free distances (S,) of the newest valid prediction, None before one ...
         self.free: np.ndarray | None = None
+        #: ... and with the latest proximity readings put in: what the decisions use.
+        self.view: np.ndarray | None = None
         self._prediction_stamp: float | None = None
         self._turn_direction = 0.0
         self._flipped = False  # the current avoidance has reversed its turn once
@@ -260,6 +271,7 @@ class Avoider:
         dt = 0.0 if self._last_now is None else max(0.0, now - self._last_now)
         self._last_now = now
         closest, side = self._closest(ranges)
+        self.view = self._fuse(ranges)
         if self.state in ('reflex_backoff', 'reflex_turn'):
             twist = self._reflex(now, ranges, closest, side)
         elif closest < s.reflex_threshold and self.state != 'blind':
@@ -279,6 +291,7 @@ class Avoider:
         """Forget predictions and manoeuvres (time jumped back): stop until a new grid."""
         self.state = 'blind'
         self.free = None
+        self.view = None
         self._prediction_stamp = None
         self._clear_since = None
         self._avoided_until = -math.inf
@@ -288,7 +301,7 @@ class Avoider:
     # --------------------------------------------------------------- by sight
     def _by_sight(self, now: float) -> tuple[float, float]:
         s = self.settings
-        free = self.free
+        free = self.view
         front = float(free[self._front].min())
         left, right = self._side_free()
         speed = self._speed_limit(front)
@@ -299,7 +312,8 @@ class Avoider:
         # avoid: turn until clear, then overshoot; turn the other way, once, if the side
         # it turns toward is itself blocked and the other one is freer.
         toward, away = (left, right) if self._turn_direction > 0 else (right, left)
-        if not self._flipped and toward < s.side_turn_distance and away > toward:
+        if s.reverse_blocked_turns and not self._flipped and \
+                toward < s.side_turn_distance and away > toward:
             self._turn_direction = -self._turn_direction
             self._flipped = True
         if front >= s.clear_distance and min(left, right) >= s.side_clear_distance:
@@ -332,11 +346,32 @@ class Avoider:
 
     def _side_free(self) -> tuple[float, float]:
         """Return the left and right free distances (inf without a prediction or side)."""
-        if self.free is None:
+        free = self.view if self.view is not None else self.free
+        if free is None:
             return math.inf, math.inf
-        left = float(self.free[self._left].min()) if self._left.any() else math.inf
-        right = float(self.free[self._right].min()) if self._right.any() else math.inf
+        left = float(free[self._left].min()) if self._left.any() else math.inf
+        right = float(free[self._right].min()) if self._right.any() else math.inf
         return left, right
+
+    def _fuse(self, ranges: Mapping[str, float]) -> np.ndarray | None:
+        """
+        Return the free distances with what the sensors see now put in: 0 where one reads.
+
+        A grid's first column is "would the sensor see something 0 cm ahead", which the
+        sensor measures itself; the camera sees ±22°, the side sensors ±38°, so for them
+        the measurement is worth more than the prediction.
+        """
+        if self.free is None or self.settings.proximity_fusion_range <= 0.0:
+            return self.free
+        view = self.free.copy()
+        for index, name in enumerate(self.sensor_names):
+            try:
+                value = float(ranges.get(name, -1.0))
+            except (TypeError, ValueError):
+                continue
+            if math.isfinite(value) and 0.0 < value < self.settings.proximity_fusion_range:
+                view[index] = 0.0
+        return view
 
     def _speed_limit(self, front: float) -> float:
         s = self.settings

@@ -82,6 +82,9 @@ AVOIDER_DESCRIPTIONS: dict[str, str] = {
                            'robot gently away from that side',
     'side_steer_gain': 'the gentle steer reaches this fraction of turn_speed at a side free '
                        'distance of 0 (0: cruise straight)',
+    'reverse_blocked_turns': 'reverse a turn (once) when the side it turns toward is blocked '
+                             'and the other freer (good with exact grids, worse with learned '
+                             'ones: see docs/architecture.md)',
     'overshoot_time': 's: the turn goes on this long after the view cleared (the side '
                       'sensors see wider than the camera)',
     'memory_time': 's: after an avoidance no turn goes back toward its side for this long',
@@ -94,6 +97,9 @@ AVOIDER_DESCRIPTIONS: dict[str, str] = {
     'reflex_turn_speed': 'rad/s: turn rate of the reflex',
     'reflex_min_turn': 'rad: the reflex turns at least this far, away from the side that saw',
     'reflex_clearance': 'm: the reflex turn ends once no sensor reads closer than this',
+    'proximity_fusion_range': "m: a proximity reading closer than this sets its sensor's "
+                              "free distance to 0 (the grid's first column, measured); 0 = "
+                              'decide by the predictions alone',
     'reflex_max_turn': 'rad: the reflex turn gives up after this angle even if a sensor '
                        'still reads close',
 }
