@@ -8,7 +8,9 @@ training updates and the running (prequential) AUC. Every few simulated seconds 
 current model is also scored on frames of a world it never drives in, which gives the
 held-out learning curve. At the end a fresh run in an unseen layout and seed is scored
 against the simulator's exact labels on every cell, and the run folder gets the report,
-plots, the final checkpoint and a log.
+plots, the final checkpoint and a log. Last, the learned model drives that held-out world
+(:mod:`ssl_obstacle.drive`), then the explorer does, from the same start: near-hits per
+metre, speed and collisions side by side.
 
 Two choices make the held-out figure mean something: the training world's colours,
 textures and light are re-drawn every few simulated seconds (geometry kept), so that the
@@ -122,7 +124,7 @@ def learner_parameters(assignments: list[str]) -> list[Any]:
 
 
 class Demo:
-    """Runs the four nodes, records the learning curve, then evaluates on held-out data."""
+    """Runs the four nodes, records the learning curve, evaluates on held-out data, drives."""
 
     def __init__(self, args: argparse.Namespace, out: pathlib.Path,
                  record_frames: bool = False) -> None:
