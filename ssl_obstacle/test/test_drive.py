@@ -75,7 +75,7 @@ def test_runs_are_deterministic_for_a_seed():
 
 @pytest.fixture(scope='module')
 def checkpoint(tmp_path_factory):
-    """An untrained model's checkpoint: drive must work with any model, good or not."""
+    """Return an untrained model's checkpoint: drive must work with any model, good or not."""
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp('model') / 'model.pt'
     params = LabelParams()
