@@ -78,6 +78,8 @@ def pooled(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
             'collisions': sum(r['collisions'] for r in reports),
             'reflexes': sum(reflexes) if reflexes else None,
             'time_within_5cm': round(sum(r['time_within_5cm'] for r in reports), 1),
+            'area_visited_m2_per_run': round(sum(r['area_visited_m2'] for r in reports)
+                                             / max(1, len(reports)), 2),
             'near_hits_by_sensor': by_sensor}
 
 
@@ -94,7 +96,8 @@ def table_line(name: str, figures: dict[str, Any], explorer: dict[str, Any] | No
     per_m = figures['near_hits_per_m']
     line = (f'  {name:18} {figures["distance_m"]:7.1f} m {figures["mean_speed"]:6.4f} m/s '
             f'{figures["near_hits"]:5d} near-hits {per_m:6.3f}/m '
-            f'{figures["collisions"]:3d} coll. {figures["reflexes"] or 0:4d} reflexes')
+            f'{figures["collisions"]:3d} coll. {figures["reflexes"] or 0:4d} reflexes '
+            f'{figures["area_visited_m2_per_run"]:4.2f} m² visited')
     if explorer is not None and name != 'explorer':
         r = ratios(figures, explorer)
         line += (f' | x{r["near_hits_per_m"]:.3f} near-hits/m, x{r["mean_speed"]:.3f} speed'

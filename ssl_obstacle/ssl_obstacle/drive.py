@@ -219,7 +219,7 @@ def comparison(runs: Sequence[DriveRun]) -> dict[str, Any]:
 def format_table(reports: Sequence[dict[str, Any]]) -> str:
     """Return one line per run: near-hits per metre, speed, collisions, reflexes."""
     lines = [f'{"controller":10} {"distance":>9} {"speed":>7} {"near-hits":>9} '
-             f'{"per m":>6} {"collisions":>10} {"reflexes":>8} {"<5 cm":>6}']
+             f'{"per m":>6} {"collisions":>10} {"reflexes":>8} {"<5 cm":>6} {"visited":>8}']
     for report in reports:
         per_m = report['near_hits_per_m']
         reflexes = report.get('reflexes')
@@ -227,7 +227,8 @@ def format_table(reports: Sequence[dict[str, Any]]) -> str:
             f'{report["controller"]:10} {report["distance_m"]:8.1f}m '
             f'{report["mean_speed"]:6.3f} {report["near_hits"]:9d} '
             f'{"n/a" if per_m is None else f"{per_m:.3f}":>6} {report["collisions"]:10d} '
-            f'{"-" if reflexes is None else reflexes:>8} {report["time_within_5cm"]:5.1f}s')
+            f'{"-" if reflexes is None else reflexes:>8} {report["time_within_5cm"]:5.1f}s '
+            f'{report["area_visited_m2"]:5.2f}m²')
     return '\n'.join(lines)
 
 

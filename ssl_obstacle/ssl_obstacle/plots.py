@@ -190,7 +190,7 @@ def plot_trajectories(path: str | os.PathLike[str], world: Any,
     from matplotlib.collections import LineCollection
     from matplotlib.colors import Normalize
 
-    figure = Figure(figsize=(5.2 * len(runs) + 0.8, 5.2))
+    figure = Figure(figsize=(5.2 * len(runs) + 0.8, 5.2), layout='constrained')
     top = max([float(p[:, 2].max()) for _, p, _, _ in runs if len(p)] + [0.01])
     norm = Normalize(vmin=0.0, vmax=top)
     lines = None
@@ -214,7 +214,7 @@ def plot_trajectories(path: str | os.PathLike[str], world: Any,
         axes.set_title(title, fontsize=9)
         axes.set_xlabel('x (m)')
         axes.set_ylabel('y (m)')
-        axes.legend(loc='upper right', fontsize=7)
+        axes.legend(loc='upper right', fontsize=7, framealpha=0.6)
     if lines is not None:
         figure.colorbar(lines, ax=figure.axes, label='speed (m/s)', shrink=0.8)
     _save(figure, path)

@@ -49,6 +49,7 @@ def test_near_hits_are_rising_edges_and_close_time_adds_up():
     assert summary['distance_m'] == pytest.approx(0.06)
     assert summary['mean_speed'] == pytest.approx(0.06 / 0.6)
     assert summary['near_hits_per_m'] == pytest.approx(2 / 0.06, rel=1e-3)
+    assert summary['area_visited_m2'] == pytest.approx(0.01)  # one 10 cm square
 
 
 def test_the_oracle_drives_without_near_hits_where_the_explorer_has_many():
@@ -105,6 +106,7 @@ def test_drive_both_writes_one_report_and_one_figure_with_both_paths(tmp_path, c
             assert key in run, key
         assert run['collisions'] == 0 and 0.0 <= run['mean_speed'] <= 0.14
         assert sum(run['near_hits_by_sensor'].values()) == run['near_hits']
+        assert 0.0 < run['area_visited_m2'] < 4.0  # the arena is 2 m x 2 m
     assert runs['explorer']['distance_m'] > 2.0  # a minute at up to 0.1 m/s
     avoider = runs['avoider']
     assert avoider['model_updates'] == 7 and avoider['avoider']['predictions'] > 850

@@ -6,7 +6,9 @@ controller believed: the true pose for the path (``ground_truth_odom``), the pro
 readings for near-hits. A *near-hit* is a rising edge of "some front sensor reads closer
 than ``near_threshold``" (the explorer's 7 cm trigger: an IR-only robot has one at every
 obstacle it meets; a robot that sees ahead should have almost none); which sensor read
-closest at that moment is kept, since side sensors see what the camera does not.
+closest at that moment is kept, since side sensors see what the camera does not. The area
+visited (10 cm squares the robot's axle centre passed through) tells a robot that roams
+from one that shuttles back and forth in a corner without meeting anything.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from .simulator import SimEvent, Simulator
 NEAR_HIT_DISTANCE = 0.07
 #: Time with some reading closer than this (m) is reported as ``time_within_5cm``.
 CLOSE_DISTANCE = 0.05
+#: Side (m) of the squares counted by ``area_visited_m2``: how much of the world was seen.
+COVERAGE_CELL = 0.1
 
 
 @dataclass
@@ -48,6 +52,7 @@ class DriveMetrics:
     _first_stamp: int | None = None
     _last_stamp: int | None = None
     _collisions_seen: int = 0
+    _cells: set[tuple[int, int]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         """Start every sensor's near-hit count at zero, so the split lists them all."""
@@ -75,6 +80,7 @@ class DriveMetrics:
         if self.path:
             self.distance_m += math.hypot(x - self.path[-1][0], y - self.path[-1][1])
         self.path.append((x, y, abs(event.twist[0])))
+        self._cells.add((math.floor(x / COVERAGE_CELL), math.floor(y / COVERAGE_CELL)))
         if self._first_stamp is None:
             self._first_stamp = event.stamp
         self._last_stamp = event.stamp
@@ -107,6 +113,7 @@ class DriveMetrics:
             'near_hits_by_sensor': dict(self.near_hits_by_sensor),
             'collisions': int(collisions),
             'time_within_5cm': round(self.time_within_close, 2),
+            'area_visited_m2': round(len(self._cells) * COVERAGE_CELL ** 2, 2),
         }
 
     def path_array(self) -> np.ndarray:
