@@ -142,9 +142,9 @@ class Robot(Node):
             self.status_publisher.publish(LearnerStatus(updates=status[0], auc=status[1]))
 
     def all_publishers(self) -> list:
-        return [*self.publishers_, self.laser_publisher, self.predictions,
-                self.status_publisher] if self.laser else [
-            *self.publishers_, self.predictions, self.status_publisher]
+        # In laser mode nothing subscribes to the Range topics: waiting for them would fail.
+        proximity = [self.laser_publisher] if self.laser else self.publishers_
+        return [*proximity, self.predictions, self.status_publisher]
 
     # --------------------------------------------------------- what the test waits on
     def twists_settle(self, condition: Callable[[float, float], bool], count: int = 3,
