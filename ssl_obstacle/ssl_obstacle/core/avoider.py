@@ -53,6 +53,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from .params import DEFAULT_DISTANCES
 from .thymio import PROXIMITY_POSES, SENSOR_NAMES
 
 #: Counters of :attr:`Avoider.counters`, in the order status messages list them.
@@ -184,7 +185,7 @@ class Avoider:
 
     def __init__(self, settings: AvoiderSettings = AvoiderSettings(),
                  sensor_names: Sequence[str] = SENSOR_NAMES,
-                 distances: Sequence[float] = tuple(0.01 * i for i in range(31))) -> None:
+                 distances: Sequence[float] = DEFAULT_DISTANCES) -> None:
         """Drive by grids over ``sensor_names`` × ``distances`` (increasing, metres)."""
         self.settings = settings
         self.sensor_names = tuple(sensor_names)
@@ -297,6 +298,7 @@ class Avoider:
         self._avoided_until = -math.inf
         self._last_now = None
         self._last_linear = 0.0
+        self._blind_counted = False  # the wait for the new clock's first grid counts anew
 
     # --------------------------------------------------------------- by sight
     def _by_sight(self, now: float) -> tuple[float, float]:
