@@ -77,6 +77,7 @@ class ModelPredictor:
                                                   or LabelParams().distances))
         expected = LabelParams()
         if self.sensor_names != tuple(expected.sensor_names) or \
+                len(self.distances) != len(expected.distances) or \
                 not np.allclose(self.distances, expected.distances) or \
                 (self.config.num_sensors, self.config.num_distances) != (
                     len(expected.sensor_names), len(expected.distances)):
