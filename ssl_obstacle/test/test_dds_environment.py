@@ -17,7 +17,6 @@ import re
 import subprocess
 import sys
 
-import pytest
 
 REPO_DIR = pathlib.Path(__file__).resolve().parents[2]
 WITH_ENV = REPO_DIR / 'scripts' / 'with_env.sh'
@@ -114,5 +113,8 @@ def test_with_env_overrides_what_the_users_shell_exported():
 def test_the_test_process_environment_stays_on_loopback_and_prints_no_warning():
     # What conftest.py set up for this run (no scripts/env.sh in between).
     if int(importlib.metadata.version('rclpy').split('.')[0]) < 4:
-        pytest.skip('Humble and older: ROS_LOCALHOST_ONLY, and rcl logs no discovery range')
+        # Humble's rcl knows only ROS_LOCALHOST_ONLY and logs no discovery range to probe.
+        assert os.environ.get('ROS_LOCALHOST_ONLY') == '1'
+        assert 'ROS_AUTOMATIC_DISCOVERY_RANGE' not in os.environ
+        return
     assert_loopback_without_warning(*probe([sys.executable], dict(os.environ)))

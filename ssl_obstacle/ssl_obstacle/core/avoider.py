@@ -54,7 +54,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from .params import DEFAULT_DISTANCES
-from .thymio import PROXIMITY_POSES, SENSOR_NAMES
+from .thymio import nearest_reading, PROXIMITY_POSES, SENSOR_NAMES, sensor_side
 
 #: Counters of :attr:`Avoider.counters`, in the order status messages list them.
 COUNTER_NAMES: tuple[str, ...] = ('updates', 'predictions', 'bad_predictions', 'stale_stops',
@@ -150,15 +150,6 @@ class AvoiderSettings:
             raise ValueError('reflex_max_turn must be at least reflex_min_turn')
 
 
-def sensor_side(name: str) -> float:
-    """Return +1 for a sensor on the left, -1 on the right, 0 in the middle."""
-    pose = PROXIMITY_POSES.get(name)
-    if pose is not None:
-        return float(np.sign(pose[1]))
-    lowered = name.lower()
-    return 1.0 if 'left' in lowered else -1.0 if 'right' in lowered else 0.0
-
-
 def sensor_angle(name: str) -> float:
     """Return the mounting yaw of a sensor (rad); unknown names guess from left/right."""
     pose = PROXIMITY_POSES.get(name)
@@ -203,7 +194,6 @@ class Avoider:
             self._front = np.abs(angles) == np.abs(angles).min()
         self._left = sides > 0
         self._right = sides < 0
-        self._sides = {name: sensor_side(name) for name in self.sensor_names}
         self.counters: dict[str, int] = dict.fromkeys(COUNTER_NAMES, 0)
         #: 'cruise', 'avoid', 'reflex_backoff', 'reflex_turn' or 'blind'.
         self.state = 'blind'
@@ -271,7 +261,7 @@ class Avoider:
             self.reset()
         dt = 0.0 if self._last_now is None else max(0.0, now - self._last_now)
         self._last_now = now
-        closest, side = self._closest(ranges)
+        closest, side = nearest_reading(ranges, s.reflex_threshold)
         self.view = self._fuse(ranges)
         if self.state in ('reflex_backoff', 'reflex_turn'):
             twist = self._reflex(now, ranges, closest, side)
@@ -418,22 +408,6 @@ class Avoider:
         return linear, 0.0
 
     # ------------------------------------------------------------------ reflex
-    def _closest(self, ranges: Mapping[str, float]) -> tuple[float, float]:
-        """Return the nearest valid reading and the obstructed side (+left) by the reflex."""
-        closest, side = math.inf, 0.0
-        limit = self.settings.reflex_threshold
-        for name, value in ranges.items():
-            try:
-                value = float(value)
-            except (TypeError, ValueError):
-                continue
-            if not (math.isfinite(value) and value > 0.0):
-                continue
-            closest = min(closest, value)
-            if value < limit:
-                side += self._sides.get(name, sensor_side(name)) * (limit - value)
-        return closest, side
-
     def _start_reflex(self, now: float, side: float) -> None:
         self.counters['reflexes'] += 1
         self.state = 'reflex_backoff'

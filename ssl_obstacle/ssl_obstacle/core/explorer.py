@@ -35,7 +35,7 @@ from typing import Mapping
 
 import numpy as np
 
-from .thymio import PROXIMITY_POSES
+from .thymio import nearest_reading, sensor_side
 
 
 @dataclass(frozen=True)
@@ -75,19 +75,6 @@ class ExplorerSettings:
             raise ValueError('max_turn must be finite and at least min_turn')
 
 
-def _side(name: str) -> float:
-    """Return +1 for sensors on the left, -1 on the right, 0 in the middle or unknown."""
-    pose = PROXIMITY_POSES.get(name)
-    if pose is None:
-        lowered = name.lower()
-        if 'left' in lowered:
-            return 1.0
-        if 'right' in lowered:
-            return -1.0
-        return 0.0
-    return float(np.sign(pose[1]))
-
-
 class Explorer:
     """The cruise / backoff / turn state machine (see the module docstring)."""
 
@@ -116,21 +103,7 @@ class Explorer:
 
     def _closest(self, ranges: Mapping[str, float]) -> tuple[float, float]:
         """Return the nearest valid reading and which side is more obstructed (+left)."""
-        closest = math.inf
-        side = 0.0
-        limit = self.settings.obstacle_threshold
-        for name, value in ranges.items():
-            try:
-                value = float(value)
-            except (TypeError, ValueError):
-                continue
-            if not (math.isfinite(value) and value > 0.0):
-                continue
-            closest = min(closest, value)
-            if value < limit:
-                # The closer, the more it says where the obstacle is.
-                side += _side(name) * (limit - value)
-        return closest, side
+        return nearest_reading(ranges, self.settings.obstacle_threshold)
 
     def update(self, now: float, ranges: Mapping[str, float]) -> tuple[float, float]:
         """
@@ -178,7 +151,7 @@ class Explorer:
             except (TypeError, ValueError):
                 continue
             if (math.isfinite(value) and 0.0 < value < self.settings.turn_clearance
-                    and _side(name) == direction):
+                    and sensor_side(name) == direction):
                 return True
         return False
 

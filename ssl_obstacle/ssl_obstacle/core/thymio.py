@@ -8,6 +8,7 @@ simulator must agree on, so that everything this package produces looks like the
 from __future__ import annotations
 
 import math
+from typing import Mapping
 
 #: The five front proximity sensors, left to right (also the labeler's default grid rows).
 SENSOR_NAMES: tuple[str, ...] = ('left', 'center_left', 'center', 'center_right', 'right')
@@ -53,3 +54,34 @@ def raw_proximity_value(distance: float) -> float:
         return 0.0
     max_value, x0, c = PROXIMITY_CALIBRATION
     return max_value / (1.0 + (distance - x0) ** 2 / (c - x0 ** 2))
+
+
+def sensor_side(name: str) -> float:
+    """Return +1 for a sensor on the left, -1 on the right, 0 in the middle or unknown."""
+    pose = PROXIMITY_POSES.get(name)
+    if pose is not None:
+        return float(math.copysign(1.0, pose[1])) if pose[1] else 0.0
+    lowered = name.lower()
+    return 1.0 if 'left' in lowered else -1.0 if 'right' in lowered else 0.0
+
+
+def nearest_reading(ranges: Mapping[str, float], limit: float) -> tuple[float, float]:
+    """
+    Return the nearest valid reading (inf if none) and which side is obstructed (+left).
+
+    Readings follow the driver's convention (non-positive, non-finite or unparsable: nothing
+    seen). The side sums the sensors closer than ``limit``, each weighted by how far inside
+    it is: the closer, the more it says where the obstacle is.
+    """
+    closest, side = math.inf, 0.0
+    for name, value in ranges.items():
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            continue
+        if not (math.isfinite(value) and value > 0.0):
+            continue
+        closest = min(closest, value)
+        if value < limit:
+            side += sensor_side(name) * (limit - value)
+    return closest, side
