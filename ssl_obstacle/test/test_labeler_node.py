@@ -23,7 +23,9 @@ from ssl_obstacle.sim.scripted_run import generate_run
 from ssl_obstacle_msgs.msg import LabeledFrame
 from std_msgs.msg import Header
 
-RELIABLE = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE)
+#: Deep enough that a reliable writer never overwrites a sample its starved reader has not
+#: acknowledged yet (KEEP_LAST): 1000 frames are 11 s of these sped-up streams.
+RELIABLE = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
 
 
 def run_messages(seconds: float, seed: int = 3, image_shape=(48, 64)) -> list[tuple[str, object]]:
@@ -115,6 +117,19 @@ def assert_same_frames(received: list[LabeledFrame], expected: list) -> None:
                             abs_tol=1e-9)
 
 
+def reliable_inputs(namespace: str = '') -> list[Parameter]:
+    """
+    Return the standard QoS overrides that make every input subscription reliable.
+
+    These tests compare every label with the core's: a best-effort camera frame lost while
+    a loaded machine starves the node would be a transport loss, not a labeling error.
+    """
+    topics = ['odom', 'camera/image_raw'] + [f'proximity/{n}' for n in LabelParams().sensor_names]
+    prefix = f'/{namespace}' if namespace else ''
+    return [Parameter(f'qos_overrides.{prefix}/{topic}.subscription.reliability',
+                      value='reliable') for topic in topics]
+
+
 @pytest.fixture
 def labeler_setup():
     with ros_context() as context:
@@ -126,7 +141,8 @@ def labeler_setup():
             Parameter('sensor_qos_depth', value=500), Parameter('camera_qos_depth', value=500),
             Parameter('queue_size', value=20000), Parameter('camera_queue_size', value=20000),
             Parameter('time_jump_threshold', value=PARAMS.time_jump_threshold),
-            Parameter('status_period', value=0.2), Parameter('stale_timeout', value=0.5)])
+            Parameter('status_period', value=0.2), Parameter('stale_timeout', value=0.5),
+            *reliable_inputs()])
         player = StreamPlayer(context)
         with spinning(context, labeler, player):
             wait_for_subscribers(list(player.pubs.values()), node=labeler)
@@ -154,6 +170,24 @@ def test_node_publishes_the_cores_labels_for_a_scripted_stream(labeler_setup):
     status = player.latest_status()
     assert status['frames_in'] == str(sum(1 for t, _ in messages if t == 'camera/image_raw'))
     assert status['bad_inputs'] == '0'
+
+
+def test_input_reliability_follows_the_standard_qos_override_parameters():
+    with ros_context() as context:
+        default = LabelerNode(context=context)
+        overridden = LabelerNode(context=context, namespace='robot1',
+                                 parameter_overrides=reliable_inputs('robot1'))
+        try:
+            def reliability(node: LabelerNode) -> dict[str, ReliabilityPolicy]:
+                return {s.topic_name: s.qos_profile.reliability for s in node.subscriptions
+                        if s.topic_name.endswith(('image_raw', 'odom', 'proximity/center'))}
+            assert set(reliability(default).values()) == {ReliabilityPolicy.BEST_EFFORT}
+            assert len(reliability(overridden)) == 3
+            assert set(reliability(overridden).values()) == {ReliabilityPolicy.RELIABLE}
+        finally:
+            for node in (default, overridden):
+                node.close()
+                node.destroy_node()
 
 
 def test_bad_inputs_are_counted_and_labeling_goes_on(labeler_setup):

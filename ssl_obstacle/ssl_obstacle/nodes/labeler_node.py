@@ -21,7 +21,9 @@ from typing import Any, Callable
 from diagnostic_msgs.msg import DiagnosticArray
 from nav_msgs.msg import Odometry
 from rclpy.node import Node
-from rclpy.qos import HistoryPolicy, qos_profile_sensor_data, QoSProfile, ReliabilityPolicy
+from rclpy.qos import (HistoryPolicy, qos_profile_sensor_data, QoSPolicyKind, QoSProfile,
+                       ReliabilityPolicy)
+from rclpy.qos_overriding_options import QoSOverridingOptions
 from sensor_msgs.msg import CompressedImage, Image, LaserScan, Range
 from ssl_obstacle_msgs.msg import LabeledFrame
 
@@ -35,6 +37,9 @@ from ..io.conversions import BadInput
 from ..io.messages import labeled_frame_msg
 from ..io.params_file import NODE_PARAMETERS, settings_from_mapping, unknown_parameters
 from ..io.pipeline import InputSettings, LabelingPipeline
+
+#: The input subscriptions accept ROS 2's standard reliability override parameters.
+RELIABILITY_OVERRIDE = QoSOverridingOptions([QoSPolicyKind.RELIABILITY])
 
 #: LabeledFrames are the learner's training data: reliable, with room for bursts
 #: (many frames can become final at once when the robot leaves an area).
@@ -153,26 +158,32 @@ class LabelerNode(Node):
         # drivers (the Thymio driver publishes reliable, depth 1). The history is what
         # covers a stall of the executor thread: odometry and readings are small and each
         # one labels many frames, so they get a deep one; a camera frame is large and
-        # costs only itself when lost.
+        # costs only itself when lost. Reliability can be set per topic with ROS 2's
+        # standard `qos_overrides.<topic>.subscription.reliability` parameters (a bag
+        # replayed for a comparison wants every message).
         qos = _sensor_qos(depth)
         camera_qos = _sensor_qos(camera_depth)
         if transport == 'compressed':
             self.create_subscription(CompressedImage, 'camera/image_raw/compressed',
                                      self._enqueue(CAMERA, self.pipeline.on_compressed_image),
-                                     camera_qos)
+                                     camera_qos, qos_overriding_options=RELIABILITY_OVERRIDE)
         else:
             self.create_subscription(Image, 'camera/image_raw',
-                                     self._enqueue(CAMERA, self.pipeline.on_image), camera_qos)
+                                     self._enqueue(CAMERA, self.pipeline.on_image), camera_qos,
+                                     qos_overriding_options=RELIABILITY_OVERRIDE)
         if self.settings.proximity_source == 'laser':
             self.create_subscription(LaserScan, 'proximity/laser',
-                                     self._enqueue('laser', self.pipeline.on_laser), qos)
+                                     self._enqueue('laser', self.pipeline.on_laser), qos,
+                                     qos_overriding_options=RELIABILITY_OVERRIDE)
         else:
             for name in self.params.sensor_names:
                 handler = self._range_handler(name)
                 self.create_subscription(Range, f'proximity/{name}',
-                                         self._enqueue(name, handler), qos)
+                                         self._enqueue(name, handler), qos,
+                                         qos_overriding_options=RELIABILITY_OVERRIDE)
         self.create_subscription(Odometry, 'odom',
-                                 self._enqueue('odom', self.pipeline.on_odometry), qos)
+                                 self._enqueue('odom', self.pipeline.on_odometry), qos,
+                                 qos_overriding_options=RELIABILITY_OVERRIDE)
 
     def _range_handler(self, name: str) -> Callable[[Range], Outcome]:
         return lambda msg: self.pipeline.on_range(name, msg)
