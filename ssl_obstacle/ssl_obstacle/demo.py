@@ -53,6 +53,9 @@ DEMO_APPEARANCE_PERIOD = 5.0
 #: 3, i.e. 1,800 in 10 minutes, far below the 20/s the learner may take on a robot in real
 #: time, and about what an idle 2-core machine manages at full simulation speed.
 DEMO_UPDATES_PER_SECOND = 3.0
+#: Layouts the robots of a fleet learn in, in this order after ``--world`` (never the
+#: held-out one): each robot in a room of its own.
+TRAINING_WORLDS = ('boxes', 'walls', 'random', 'pillars')
 
 
 def heldout_frames(world_name: str, seed: int, seconds: float, every: int = 2,
@@ -105,8 +108,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='simulated seconds between re-draws of the colours, textures '
                              'and light of the training world (geometry kept); 0 = never '
                              f'(default {DEMO_APPEARANCE_PERIOD:g})')
-    parser.add_argument('--learner-param', action='append', default=[], metavar='NAME=VALUE',
-                        help='a learner node parameter (YAML value), e.g. learning_rate=5e-4 '
+    parser.add_argument('--robots', type=int, default=1,
+                        help='robots learning one model together, each in a world of its own '
+                             '(--world, then other layouts, never the held-out one); '
+                             'default 1')
+    parser.add_argument('--trainer-param', '--learner-param', action='append', default=[],
+                        dest='learner_param', metavar='NAME=VALUE',
+                        help='a trainer node parameter (YAML value), e.g. learning_rate=5e-4 '
                              'or device=cuda; repeatable')
 
 
@@ -124,7 +132,7 @@ def learner_parameters(assignments: list[str]) -> list[Any]:
 
 
 class Demo:
-    """Runs the four nodes, records the learning curve, evaluates on held-out data, drives."""
+    """Runs the nodes of one robot or a fleet, records the learning curve, evaluates, drives."""
 
     def __init__(self, args: argparse.Namespace, out: pathlib.Path,
                  record_frames: bool = False) -> None:
@@ -133,7 +141,7 @@ class Demo:
 
         With ``record_frames`` the labeled frames the learner is sent are also kept, in
         :attr:`frames` (images, labels), e.g. to train an offline model on the same data
-        (the learner may train in another process, whose buffer is out of reach).
+        (one robot's only).
         """
         self.args = args
         self.out = out
@@ -142,8 +150,9 @@ class Demo:
         self.curve: list[dict[str, float]] = []
         self.appearance_changes = 0
         self.pacer: Pacer | None = None
-        #: After run(): the online learner, the wall seconds the simulation ran and the
-        #: held-out (images, labels).
+        #: After run(): the trainer node and its OnlineTrainer (whose published weights are
+        #: the final ones), the wall seconds the simulation ran and the held-out frames.
+        self.trainer: Any = None
         self.learner: Any = None
         self.wall_seconds = 0.0
         self.heldout: tuple[np.ndarray, np.ndarray] | None = None
@@ -154,13 +163,8 @@ class Demo:
         """Run everything; return the report."""
         import rclpy
         from rclpy.context import Context
-        from rclpy.parameter import Parameter
 
-        from .nodes.explorer_node import ExplorerNode
-        from .nodes.labeler_node import LabelerNode
-        from .nodes.learner_node import LearnerNode
         from .nodes.runtime import start_executors, stop_executors
-        from .nodes.simulator_node import SimulatorNode
 
         args = self.args
         LOG.info('preparing the held-out curve set (%s, seed %d)', args.heldout_world,
@@ -169,20 +173,9 @@ class Demo:
                                                     every=3)
         context = Context()
         rclpy.init(context=context, args=['ssl-obstacle'])
-        sim_time = [Parameter('use_sim_time', value=True)]
-        explorer = ExplorerNode(context=context, parameter_overrides=[
-            *sim_time, Parameter('seed', value=args.seed)])
-        # Faster than real time, streams of one simulated instant reach the labeler spread
-        # over more simulated time: a wider reorder window keeps them.
-        labeler = LabelerNode(context=context, parameter_overrides=[
-            *sim_time, Parameter('sensor_qos_depth', value=100),
-            Parameter('camera_qos_depth', value=100), Parameter('camera_queue_size', value=100),
-            Parameter('reorder_window', value=1.0), Parameter('time_jump_threshold', value=5.0)])
-        learner = LearnerNode(context=context, parameter_overrides=[
-            *sim_time, Parameter('checkpoint_path', value=str(self.out / 'checkpoint.pt')),
-            Parameter('resume', value=False), Parameter('checkpoint_period', value=60.0),
-            Parameter('seed', value=args.seed), *learner_parameters(args.learner_param)])
-        listeners = [explorer, labeler, learner]
+        fleet = self._fleet_nodes(context)
+        listeners = [*fleet['explorers'], *fleet['labelers'], *fleet['predictors'],
+                     fleet['trainer']]
         tap = _frame_tap(context) if self.record_frames else None
         if tap is not None:
             listeners.append(tap)
@@ -190,64 +183,133 @@ class Demo:
         # The simulator starts publishing as soon as it exists: create it once the others
         # spin and have had a moment for discovery, so its first burst is not lost.
         time.sleep(1.0)
-        simulator = SimulatorNode(context=context, parameter_overrides=[
-            Parameter('world', value=args.world), Parameter('seed', value=args.seed),
-            Parameter('real_time_factor', value=float(args.real_time_factor)),
-            Parameter('appearance_period', value=float(args.appearance_period)),
-            Parameter('duration', value=60.0 * args.minutes)])
+        simulator = self._simulator(context)
         executors += start_executors([simulator], context)
-        nodes = [simulator, explorer, labeler, learner]
+        nodes = [simulator, *listeners]
+        trainer = fleet['trainer']
         start_ns = simulator.sim.now_ns
-        self.learner = learner.learner
         started = time.monotonic()
         try:
-            self._watch(simulator, labeler, learner, start_ns, curve_images, curve_labels)
+            self._watch(simulator, fleet['labelers'], trainer, fleet['predictors'][0],
+                        start_ns, curve_images, curve_labels)
         finally:
             self.wall_seconds = time.monotonic() - started
             simulator.close()
             time.sleep(1.0)  # let the last messages through
             stop_executors(executors)
-            labeler.close()
-            learner.close()
-            collisions = simulator.sim.collisions
+            for labeler in fleet['labelers']:
+                labeler.close()
+            trainer.close()
+            for predictor in fleet['predictors']:
+                predictor.close()
+            collisions = sum(sim.collisions for sim in simulator.sims)
             self.appearance_changes = simulator.sim.appearance_changes
-            labeler_counters = labeler.status_values()
+            labeler_counters = _sum_counters([labeler.status_values()
+                                              for labeler in fleet['labelers']])
+            predictor_counters = _sum_counters([dict(p.received, **p.counters)
+                                                for p in fleet['predictors']])
             if tap is not None:
                 self.frames = tap.arrays()
-                nodes.append(tap)
             for node in nodes:
                 node.destroy_node()
             rclpy.shutdown(context=context)
-        return self._evaluate(learner, collisions, labeler_counters)
+        # The worker has stopped: the trainer is this thread's now. Evaluate the newest
+        # averaged weights, as the final checkpoint holds them.
+        self.trainer = trainer
+        self.learner = trainer.trainer
+        self.learner.publish()
+        return self._evaluate(trainer, collisions, labeler_counters, predictor_counters)
 
-    def _watch(self, simulator: Any, labeler: Any, learner: Any, start_ns: int,
-               curve_images: np.ndarray, curve_labels: np.ndarray) -> None:
+    def namespaces(self) -> list[str]:
+        """Return the robots' namespaces: '' for one robot (today's topics), else robot<i>."""
+        count = max(1, int(getattr(self.args, 'robots', 1)))
+        return [''] if count == 1 else [f'robot{i + 1}' for i in range(count)]
+
+    def worlds(self) -> list[str]:
+        """Return each robot's layout: --world first, then other layouts, never the held-out."""
+        others = [w for w in TRAINING_WORLDS if w not in (self.args.world,
+                                                          self.args.heldout_world)]
+        count = len(self.namespaces())
+        return [self.args.world, *[others[i % len(others)] for i in range(count - 1)]]
+
+    def _fleet_nodes(self, context: Any) -> dict[str, Any]:
+        """Create each robot's explorer, labeler and predictor, and the one trainer."""
+        from rclpy.parameter import Parameter
+
+        from .nodes.explorer_node import ExplorerNode
+        from .nodes.labeler_node import LabelerNode
+        from .nodes.predictor_node import PredictorNode
+        from .nodes.trainer_node import TrainerNode
+
+        args = self.args
+        sim_time = [Parameter('use_sim_time', value=True)]
+        namespaces = self.namespaces()
+        nodes: dict[str, Any] = {'explorers': [], 'labelers': [], 'predictors': []}
+        for index, namespace in enumerate(namespaces):
+            nodes['explorers'].append(ExplorerNode(
+                context=context, namespace=namespace,
+                parameter_overrides=[*sim_time, Parameter('seed', value=args.seed + index)]))
+            # Faster than real time, streams of one simulated instant reach the labeler
+            # spread over more simulated time: a wider reorder window keeps them.
+            nodes['labelers'].append(LabelerNode(
+                context=context, namespace=namespace, parameter_overrides=[
+                    *sim_time, Parameter('sensor_qos_depth', value=100),
+                    Parameter('camera_qos_depth', value=100),
+                    Parameter('camera_queue_size', value=100),
+                    Parameter('reorder_window', value=1.0),
+                    Parameter('time_jump_threshold', value=5.0)]))
+            nodes['predictors'].append(PredictorNode(
+                context=context, namespace=namespace, parameter_overrides=[
+                    *sim_time, Parameter('publish_overlay', value=False),
+                    Parameter('publish_markers', value=False)]))
+        robots = [n for n in namespaces if n]
+        nodes['trainer'] = TrainerNode(context=context, parameter_overrides=[
+            *sim_time, Parameter('checkpoint_path', value=str(self.out / 'checkpoint.pt')),
+            Parameter('resume', value=False), Parameter('checkpoint_period', value=60.0),
+            Parameter('status_period', value=0.2), Parameter('seed', value=args.seed),
+            *([Parameter('robots', value=robots)] if robots else []),
+            *learner_parameters(args.learner_param)])
+        return nodes
+
+    def _simulator(self, context: Any) -> Any:
+        from rclpy.parameter import Parameter
+
+        from .nodes.simulator_node import SimulatorNode
+
+        args = self.args
+        robots = [n for n in self.namespaces() if n]
+        fleet = [Parameter('robots', value=robots), Parameter('worlds', value=self.worlds())] \
+            if robots else []
+        return SimulatorNode(context=context, parameter_overrides=[
+            Parameter('world', value=args.world), Parameter('seed', value=args.seed),
+            Parameter('real_time_factor', value=float(args.real_time_factor)),
+            Parameter('appearance_period', value=float(args.appearance_period)),
+            Parameter('duration', value=60.0 * args.minutes), *fleet])
+
+    def _watch(self, simulator: Any, labelers: list[Any], trainer: Any, predictor: Any,
+               start_ns: int, curve_images: np.ndarray, curve_labels: np.ndarray) -> None:
         interactive = sys.stdout.isatty()
         next_curve = 0.0
         last_line = 0.0
         last_status = 0.0
-        pacer = Pacer(float(self.args.updates_per_second), learner.learner.settings.min_buffer)
+        pacer = Pacer(float(self.args.updates_per_second), trainer.trainer.settings.min_buffer)
         self.pacer = pacer
         while not simulator.finished.wait(0.05):
             sim_seconds = (simulator.sim.now_ns - start_ns) / 1e9
-            online = learner.learner
-            if pacer.should_hold(sim_seconds, updates=online.updates, buffered=len(online.buffer),
-                                 received=online.labeled_frames,
-                                 published=labeler.status_values()['published'],
-                                 training=online.running and not online.paused):
+            status = trainer.latest_status()
+            published = sum(labeler.status_values()['published'] for labeler in labelers)
+            if status is not None and pacer.should_hold(
+                    sim_seconds, updates=status.updates, buffered=status.replay_size,
+                    received=trainer.frames_received(), published=published,
+                    training=not status.paused):
                 simulator.hold()
             else:
                 simulator.release()
-            if time.monotonic() - last_status < 0.5:
+            if status is None or time.monotonic() - last_status < 0.5:
                 continue
             last_status = time.monotonic()
-            status = learner.learner.status()
             if sim_seconds >= next_curve:
-                heldout = auc_mean(auc_grid(learner.learner.predict(curve_images),
-                                            curve_labels))
-                self.curve.append({'sim_seconds': sim_seconds, 'running_auc': status.auc,
-                                   'heldout_auc': heldout, 'updates': status.updates,
-                                   'labeled_frames': status.labeled_frames})
+                self._curve_point(sim_seconds, status, predictor, curve_images, curve_labels)
                 next_curve = sim_seconds + max(10.0, 6.0 * self.args.minutes)
             line = (f'sim {sim_seconds:6.1f} s | labeled {status.labeled_frames:6d} | '
                     f'updates {status.updates:6d} | running AUC {_fmt(status.auc)}')
@@ -259,14 +321,24 @@ class Demo:
             LOG.debug(line)
         if interactive:
             print()
-        status = learner.learner.status()
-        heldout = auc_mean(auc_grid(learner.learner.predict(curve_images), curve_labels))
-        self.curve.append({'sim_seconds': (simulator.sim.now_ns - start_ns) / 1e9,
-                           'running_auc': status.auc, 'heldout_auc': heldout,
-                           'updates': status.updates, 'labeled_frames': status.labeled_frames})
+        status = trainer.latest_status()
+        if status is not None:
+            self._curve_point((simulator.sim.now_ns - start_ns) / 1e9, status, predictor,
+                              curve_images, curve_labels)
 
-    def _evaluate(self, learner: Any, collisions: int,
-                  labeler_counters: dict[str, Any]) -> dict[str, Any]:
+    def _curve_point(self, sim_seconds: float, status: Any, predictor: Any,
+                     images: np.ndarray, labels: np.ndarray) -> None:
+        """Score the model a robot predicts with now (its predictor's) on the curve set."""
+        model = predictor.model
+        heldout = auc_mean(auc_grid(model.predict(images), labels)) if model is not None \
+            else math.nan
+        self.curve.append({'sim_seconds': sim_seconds, 'running_auc': status.auc,
+                           'heldout_auc': heldout, 'updates': status.updates,
+                           'labeled_frames': status.labeled_frames,
+                           'model_updates': predictor.model_updates})
+
+    def _evaluate(self, trainer: Any, collisions: int, labeler_counters: dict[str, Any],
+                  predictor_counters: dict[str, Any]) -> dict[str, Any]:
         from .evaluate import build_report, write_report
         from .plots import plot_examples, plot_learning_curve
 
@@ -276,27 +348,32 @@ class Demo:
         images, labels = heldout_frames(args.heldout_world, args.seed + 1000,
                                         60.0 * args.heldout_minutes)
         self.heldout = (images, labels)
-        probabilities = learner.learner.predict(images)
+        probabilities = self.learner.predict(images)
         params = LabelParams()
         report = build_report(probabilities, labels, params.sensor_names, params.distances,
                               n_boot=100, seed=args.seed)
-        status = learner.learner.status()
+        status = self.learner.status()
         extra = {
             'learning_curve': self.curve,
             'settings': {'minutes': args.minutes, 'world': args.world, 'seed': args.seed,
+                         'robots': len(self.namespaces()), 'worlds': self.worlds(),
                          'heldout_world': args.heldout_world,
                          'heldout_seed': args.seed + 1000,
                          'heldout_minutes': args.heldout_minutes,
                          'real_time_factor': args.real_time_factor,
                          'appearance_period': args.appearance_period,
                          'updates_per_second': args.updates_per_second,
-                         'learner': {name: value for name, value in learner.values.items()
+                         'trainer': {name: value for name, value in trainer.values.items()
                                      if name != 'checkpoint_path'}},
             'training': {'updates': status.updates, 'labeled_frames': status.labeled_frames,
                          'running_auc': status.auc, 'collisions': collisions,
+                         'by_robot': {name or '/': {'labeled_frames': scores.labeled_frames,
+                                                    'running_auc': scores.auc}
+                                      for name, scores in status.robots.items()},
                          'appearance_changes': self.appearance_changes,
                          'pacing': self.pacer.summary() if self.pacer else None,
-                         'labeler': labeler_counters},
+                         'labeler': labeler_counters, 'predictors': predictor_counters,
+                         'trainer': trainer.counters_copy()},
         }
         if args.drive_minutes > 0:
             self.driving = self._drive()
@@ -441,6 +518,18 @@ class Pacer:
                 'trainable_since_sim_seconds': self.trainable_since,
                 'held_wall_seconds': round(self.held_seconds, 1),
                 'frames_lost_in_transit': self.lost}
+
+
+def _sum_counters(counters: list[dict[str, Any]]) -> dict[str, Any]:
+    """Return the robots' counters added up (numbers only; one robot's as they are)."""
+    if len(counters) == 1:
+        return counters[0]
+    total: dict[str, Any] = {}
+    for values in counters:
+        for key, value in values.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                total[key] = total.get(key, 0) + value
+    return total
 
 
 def _nan(value: Any) -> float:

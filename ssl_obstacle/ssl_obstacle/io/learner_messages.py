@@ -96,3 +96,36 @@ def markers_msg(header: Header, sensor_names: Sequence[str], distances: Sequence
             marker.points.append(Point(x=float(mount[0] + distance), y=float(mount[1]), z=0.0))
             marker.colors.append(ColorRGBA(r=p, g=1.0 - p, b=0.1, a=0.8))
     return MarkerArray(markers=[marker])
+
+
+def trainer_status_msg(header: Header, status: Any, distances: Sequence[float],
+                       robot: str = '', labeled_dropped: int = 0,
+                       labeled_refused: int = 0) -> LearnerStatus:
+    """
+    Build a ``LearnerStatus`` from the trainer's status, pooled or for one ``robot``.
+
+    A robot's message scores that robot's frames (its labeled frames and AUCs); the
+    training counters are the shared model's.
+    """
+    msg = LearnerStatus()
+    msg.header = header
+    msg.updates = int(status.updates)
+    msg.replay_size = int(status.replay_size)
+    msg.recent_loss = float(status.recent_loss)
+    msg.distances = np.asarray(distances, dtype=np.float32)
+    scores = status.robots.get(robot) if robot else None
+    if robot and scores is None:  # nothing from this robot yet
+        msg.labeled_frames = 0
+        msg.auc_by_distance = np.full(len(distances), np.nan, dtype=np.float32)
+        msg.auc = float('nan')
+    else:
+        source = scores if scores is not None else status
+        msg.labeled_frames = int(source.labeled_frames)
+        msg.auc_by_distance = np.asarray(source.auc_by_distance, dtype=np.float32)
+        msg.auc = float(source.auc)
+    msg.robot = robot
+    msg.model_version = int(status.model_version)
+    msg.paused = bool(status.paused)
+    msg.labeled_dropped = int(labeled_dropped)
+    msg.labeled_refused = int(labeled_refused)
+    return msg

@@ -21,14 +21,14 @@ from typing import Any, Callable
 from diagnostic_msgs.msg import DiagnosticArray
 from nav_msgs.msg import Odometry
 from rclpy.node import Node
-from rclpy.qos import (HistoryPolicy, qos_profile_sensor_data, QoSPolicyKind, QoSProfile,
-                       ReliabilityPolicy)
+from rclpy.qos import qos_profile_sensor_data, QoSPolicyKind, QoSProfile
 from rclpy.qos_overriding_options import QoSOverridingOptions
 from sensor_msgs.msg import CompressedImage, Image, LaserScan, Range
 from ssl_obstacle_msgs.msg import LabeledFrame
 
 from .diagnostics import diagnostic_array
 from .intake_queue import CAMERA, IntakeQueue
+from .qos import LABELED_FRAMES_QOS
 from .rate_limited_log import RateLimitedLog
 from .runtime import declare_parameters, run_nodes, wall_timer
 from ..core.labeler import Outcome
@@ -40,11 +40,6 @@ from ..io.pipeline import InputSettings, LabelingPipeline
 
 #: The input subscriptions accept ROS 2's standard reliability override parameters.
 RELIABILITY_OVERRIDE = QoSOverridingOptions([QoSPolicyKind.RELIABILITY])
-
-#: LabeledFrames are the learner's training data: reliable, with room for bursts
-#: (many frames can become final at once when the robot leaves an area).
-LABELED_FRAMES_QOS = QoSProfile(
-    history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.RELIABLE)
 
 #: Seconds between two copies of the worker's counters for status (at the most).
 SNAPSHOT_PERIOD = 0.05

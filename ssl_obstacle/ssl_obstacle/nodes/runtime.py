@@ -19,7 +19,7 @@ from rcl_interfaces.msg import ParameterDescriptor
 import rclpy
 from rclpy.clock import Clock, ClockType
 from rclpy.context import Context
-from rclpy.executors import SingleThreadedExecutor
+from rclpy.executors import Executor, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.node import Node
 
 from ..interrupts import interrupt_on_signals
@@ -31,7 +31,7 @@ except ImportError:  # pragma: no cover - very old rclpy
 
 
 #: The thread spinning each executor started here, joined when it is stopped.
-_SPIN_THREADS: dict[SingleThreadedExecutor, threading.Thread] = {}
+_SPIN_THREADS: dict[Executor, threading.Thread] = {}
 
 
 def init_ros(args: Sequence[str] | None) -> None:
@@ -92,17 +92,21 @@ def lower_this_thread(niceness: int) -> bool:
 
 
 def start_executors(nodes: Sequence[Node], context: Context | None = None,
-                    ) -> list[SingleThreadedExecutor]:
+                    ) -> list[Executor]:
     """
-    Spin every node on its own single-threaded executor and thread; return the executors.
+    Spin every node on its own executor and thread; return the executors.
 
-    As if each ran in its own process: rclpy's MultiThreadedExecutor serves one node's
-    subscriptions unevenly under load, which reorders streams by seconds when messages come
-    faster than real time, and a busy node cannot starve another of executor time.
+    As if each ran in its own process: a busy node cannot starve another of executor time.
+    Single-threaded, because rclpy's MultiThreadedExecutor serves one node's subscriptions
+    unevenly under load, which reorders streams by seconds when messages come faster than
+    real time; a node whose services must wait for its worker without holding up its
+    subscriptions asks for more threads with an ``executor_threads`` attribute.
     """
     executors = []
     for node in nodes:
-        executor = SingleThreadedExecutor(context=context)
+        threads = int(getattr(node, 'executor_threads', 1))
+        executor = (MultiThreadedExecutor(num_threads=threads, context=context) if threads > 1
+                    else SingleThreadedExecutor(context=context))
         executor.add_node(node)
         thread = threading.Thread(target=executor.spin, name=f'spin-{node.get_name()}',
                                   daemon=True)
@@ -112,7 +116,7 @@ def start_executors(nodes: Sequence[Node], context: Context | None = None,
     return executors
 
 
-def stop_executors(executors: Sequence[SingleThreadedExecutor], timeout: float = 5.0) -> None:
+def stop_executors(executors: Sequence[Executor], timeout: float = 5.0) -> None:
     """
     Shut the executors down and wait for their spin threads to leave rclpy.
 
@@ -139,7 +143,7 @@ def run_nodes(factories: Sequence[Callable[[], Node]], args: Sequence[str] | Non
     """
     init_ros(args)
     nodes: list[Node] = []
-    executors: list[SingleThreadedExecutor] = []
+    executors: list[Executor] = []
     try:
         for factory in factories:
             nodes.append(factory())
