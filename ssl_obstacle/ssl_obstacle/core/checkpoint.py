@@ -12,7 +12,7 @@ either the previous complete checkpoint or the new one, never a mix.
 
 from __future__ import annotations
 
-from dataclasses import asdict, fields
+from dataclasses import asdict
 import os
 import pathlib
 from typing import Any, Mapping
@@ -21,14 +21,10 @@ import numpy as np
 import torch
 
 from .atomic_file import atomic_output
+# One error class, format name, version and config check for this reader and the torch-free
+# one (checkpoint_reader, for the robot's predictor).
+from .checkpoint_reader import checkpoint_config, CheckpointError, FORMAT, VERSION
 from .model import ModelConfig, ObstacleNet
-
-FORMAT = 'ssl_obstacle.checkpoint'
-VERSION = 1
-
-
-class CheckpointError(ValueError):
-    """A file is not a usable checkpoint; the message names the file and the problem."""
 
 
 def _plain(value: Any, where: str) -> Any:
@@ -104,14 +100,7 @@ def load_checkpoint(path: str | os.PathLike[str],
     if payload.get('version') != VERSION:
         raise CheckpointError(f'{path}: checkpoint version {payload.get("version")} is not '
                               f'supported (expected {VERSION})')
-    raw = payload.get('config')
-    names = {f.name for f in fields(ModelConfig)}
-    if not isinstance(raw, dict) or set(raw) - names:
-        raise CheckpointError(f'{path}: bad model config {raw!r}')
-    try:
-        config = ModelConfig(**raw)
-    except (TypeError, ValueError) as error:
-        raise CheckpointError(f'{path}: bad model config: {error}') from error
+    config = checkpoint_config(path, payload.get('config'))
     return {
         'model_state': payload['model_state'],
         'average_state': payload.get('average_state'),

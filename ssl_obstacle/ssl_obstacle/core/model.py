@@ -16,47 +16,8 @@ import torch
 from torch import nn
 from torch.nn import functional
 
-#: Pixel standard deviations below this (in grey levels, 0..255) count as a flat image:
-#: dividing by a near-zero deviation would turn sensor noise into full-scale contrast.
-_STD_EPS = 1e-3
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """
-    Sizes of :class:`ObstacleNet`; everything the network's shape depends on.
-
-    Defaults are the paper's: a 64×80 rgb input, five sensors and 31 distances (0–30 cm).
-    """
-
-    num_sensors: int = 5
-    num_distances: int = 31
-    image_height: int = 64
-    image_width: int = 80
-    filters: tuple[int, ...] = (10, 10, 8)
-    dense: int = 256
-    dropout: float = 0.2
-
-    def __post_init__(self) -> None:
-        """Reject sizes that would build a broken network, with a message that says why."""
-        object.__setattr__(self, 'filters', tuple(int(f) for f in self.filters))
-        if self.num_sensors < 1 or self.num_distances < 1:
-            raise ValueError('num_sensors and num_distances must be at least 1')
-        if not self.filters or any(f < 1 for f in self.filters):
-            raise ValueError(f'filters must be positive, got {self.filters}')
-        if self.dense < 1 or not 0.0 <= self.dropout < 1.0:
-            raise ValueError('dense must be positive and dropout in [0, 1)')
-        height, width = self.feature_size()
-        if height < 1 or width < 1:
-            raise ValueError(f'image {self.image_height}x{self.image_width} is too small for '
-                             f'{len(self.filters)} 2x2 poolings')
-
-    def feature_size(self) -> tuple[int, int]:
-        """Return the (height, width) of the feature map after every pooling (floor halving)."""
-        height, width = self.image_height, self.image_width
-        for _ in self.filters:
-            height, width = height // 2, width // 2
-        return height, width
+# Defined without torch, for the predictor (no PyTorch on the robot); still importable from here.
+from .model_config import _STD_EPS, ModelConfig
 
 
 class ObstacleNet(nn.Module):
