@@ -317,6 +317,39 @@ def test_each_robots_frames_are_scored_with_the_published_weights_before_they_ar
             stop(node, driver)
 
 
+def test_a_reset_while_paused_publishes_the_fresh_weights_it_scores_with():
+    """The robots get the fresh model at once: frames are scored with what they predict with."""
+    rng = np.random.default_rng(5)
+    with ros_context() as context:
+        node = TrainerNode(context=context, parameter_overrides=trainer_parameters())
+        driver = Driver(context)
+        try:
+            with spinning(context, node, driver):
+                wait_for_subscribers([driver.labeled['']], node=node)
+                for index in range(16):
+                    driver.labeled[''].publish(labeled(synthetic_frame(rng, index)))
+                assert status_shows(driver, lambda s: s.labeled_frames == 16 and s.updates > 0)
+                assert call(driver, driver.pause, SetBool.Request(data=True)).success
+                assert settled_after_pause(node, driver)
+                trained = driver.models[''][-1]
+                assert call(driver, driver.reset, Trigger.Request()).success
+                assert wait_for(lambda: driver.models[''][-1].version > trained.version, 30.0)
+                fresh = driver.models[''][-1]
+                assert not np.allclose(torch_predictions(fresh, synthetic_frame(rng, 0).payload),
+                                       torch_predictions(trained, synthetic_frame(rng, 0).payload))
+                frames = [synthetic_frame(rng, i, stamp=8_000_000_000 + i) for i in range(4)]
+                for frame in frames:
+                    driver.labeled[''].publish(labeled(frame))
+                assert wait_for(lambda: node.latest_status().labeled_frames == 20, 30.0)
+                probabilities, _ = node.trainer._pooled.arrays()
+                np.testing.assert_allclose(
+                    probabilities[-4:],
+                    torch_predictions(fresh, np.stack([f.payload for f in frames])), atol=1e-5)
+                assert node.trainer.paused and node.trainer.updates == trained.updates
+        finally:
+            stop(node, driver)
+
+
 def test_a_robot_listed_twice_or_an_empty_robot_is_refused_at_start():
     with ros_context() as context:
         for robots in (['a', '/a/'], ['a', ' ']):

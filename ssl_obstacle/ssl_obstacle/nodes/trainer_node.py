@@ -447,6 +447,10 @@ class TrainerNode(Node):
                                'save failed (see the log)')
         elif command.name == 'reset':
             self.trainer.reset()
+            if self.counters['models_published']:
+                # The robots must not keep the old model until the next step (none while
+                # paused): frames are scored with the fresh weights from now on.
+                self._publish_model()
             command.success = True
             command.message = 'model reset to fresh weights'
 
