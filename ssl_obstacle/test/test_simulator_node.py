@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 
@@ -41,6 +42,27 @@ class Recorder(Node):
 def simulator(context, namespace: str = '', **parameters) -> SimulatorNode:
     overrides = [Parameter(name, value=value) for name, value in parameters.items()]
     return SimulatorNode(context=context, namespace=namespace, parameter_overrides=overrides)
+
+
+def wait_quiet(recorder: Recorder, quiet: float = 0.3, timeout: float = 10.0) -> bool:
+    """
+    Wait until the recorder has received nothing for ``quiet`` seconds.
+
+    Before its executor is stopped: Jazzy's ``Executor.shutdown`` destroys its guard
+    condition without waiting for the spin thread (ros2/rclpy#968), and a thread still
+    taking messages then dies at teardown with "'NoneType' object has no attribute
+    'handle'" or "InvalidHandle: cannot use Destroyable". Publishers are stopped first.
+    """
+    last = [-1, time.monotonic()]
+
+    def settled() -> bool:
+        count = sum(len(messages) for messages in recorder.received.values())
+        now = time.monotonic()
+        if count != last[0]:
+            last[:] = [count, now]
+        return now - last[1] >= quiet
+
+    return wait_for(settled, timeout)
 
 
 def test_publishes_what_the_thymio_driver_and_a_camera_publish():
@@ -110,7 +132,8 @@ def test_cmd_vel_drives_the_robot_and_a_timeout_stops_it():
             before = recorder.received['ground_truth/odom'][-1].pose.pose
             time.sleep(0.5)
             after = recorder.received['ground_truth/odom'][-1].pose.pose
-        sim.close()
+            sim.close()  # nothing in flight when the executors stop
+            assert wait_quiet(recorder)
         for node in (recorder, driver, sim):
             node.destroy_node()
     yaw = 2 * math.atan2(before.orientation.z, before.orientation.w)
@@ -140,6 +163,7 @@ def test_labeler_fed_by_the_simulator_agrees_with_ground_truth():
             sim.close()
             collisions = sim.sim.collisions
             sim.destroy_node()
+            assert wait_quiet(recorder)  # the labeler's backlog, before the executors stop
         labeler.close()
         for node in (recorder, labeler, explorer):
             node.destroy_node()
@@ -171,6 +195,7 @@ def test_sim_command_runs_simulator_and_explorer_under_a_namespace():
         [sys.executable, '-m', 'ssl_obstacle', 'sim', '--world', 'pillars', '--seed', '3',
          '--real-time-factor', '4', '--namespace', 'thymio3'],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output = ''
     try:
         with ros_context() as context:
             recorder = Recorder(context, {'cmd_vel': Twist, 'ground_truth/odom': Odometry,
@@ -179,10 +204,15 @@ def test_sim_command_runs_simulator_and_explorer_under_a_namespace():
                 moving = wait_for(lambda: any(t.linear.x > 0.05 for t in
                                               recorder.received['cmd_vel']), 30.0)
                 time.sleep(2.0)
+                # Stopped while the recorder still spins: nothing in flight at its teardown.
+                process.send_signal(signal.SIGINT)
+                output, _ = process.communicate(timeout=30)
+                assert wait_quiet(recorder)
             recorder.destroy_node()
     finally:
-        process.send_signal(signal.SIGINT)
-        output, _ = process.communicate(timeout=30)
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            output, _ = process.communicate(timeout=30)
     assert moving, output
     poses = recorder.received['ground_truth/odom']
     first, last = poses[0].pose.pose.position, poses[-1].pose.pose.position
@@ -190,3 +220,124 @@ def test_sim_command_runs_simulator_and_explorer_under_a_namespace():
     assert process.returncode == 0, output
     assert "world 'pillars'" in output and 'exploring at' in output
     assert 'collision' in output  # the simulator's closing line
+
+
+FLEET = ('r1', 'r2', 'r3')
+FLEET_WORLDS = ('boxes', 'pillars', 'walls')
+
+
+def turned(odom: Odometry, start: Odometry) -> float:
+    """Return the angle (rad, unsigned, wrapped) between two odometry headings."""
+    def yaw(msg: Odometry) -> float:
+        return 2 * math.atan2(msg.pose.pose.orientation.z, msg.pose.pose.orientation.w)
+
+    return abs(math.remainder(yaw(odom) - yaw(start), math.tau))
+
+
+def stamp_ns(msg) -> int:
+    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+
+
+def test_a_fleet_runs_each_robot_in_its_own_world_under_its_namespace_on_one_clock():
+    streams = {'camera/image_raw': Image, 'odom': Odometry, 'proximity/center': Range,
+               'ground_truth/odom': Odometry, 'ground_truth/labels': LabeledFrame}
+    topics = {'/clock': Clock, '/tf': TFMessage,
+              **{f'/{ns}/{topic}': msg_type for ns in FLEET
+                 for topic, msg_type in streams.items()}}
+    with ros_context() as context:
+        recorder = Recorder(context, topics)
+        got = recorder.received
+        driver = Node('driver', context=context)
+        cmd = driver.create_publisher(Twist, '/r2/cmd_vel', 10)
+        sim = simulator(context, robots=list(FLEET), worlds=list(FLEET_WORLDS), seed=7,
+                        real_time_factor=2.0, odom_noise=0.0, cmd_timeout=0.5)
+        with spinning(context, recorder, driver, sim):
+            assert wait_for(lambda: cmd.get_subscription_count() > 0, 10.0)
+
+            def flowing() -> bool:
+                instants = [{stamp_ns(m) for m in got[f'/{ns}/camera/image_raw']}
+                            for ns in FLEET]
+                return all(len(got[topic]) >= 5 for topic in topics) and \
+                    bool(set.intersection(*instants))
+
+            assert wait_for(flowing, 30.0), {topic: len(got[topic]) for topic in topics}
+            publishers_of_clock = recorder.count_publishers('/clock')
+            still = {ns: got[f'/{ns}/odom'][-1] for ns in FLEET}
+            turn = Twist()
+            turn.angular.z = 1.0
+
+            def r2_turned() -> bool:
+                cmd.publish(turn)  # 10 Hz of wall time: within the 0.5 s timeout at x2
+                return turned(got['/r2/odom'][-1], still['r2']) > 0.3
+
+            assert wait_for(r2_turned, 20.0, period=0.1), 'r2 did not obey /r2/cmd_vel'
+            after = {ns: got[f'/{ns}/odom'][-1] for ns in FLEET}
+            sim.close()  # nothing in flight when the executors stop
+            assert wait_quiet(recorder)
+        for node in (recorder, driver, sim):
+            node.destroy_node()
+    assert sim.namespaces == ['/r1', '/r2', '/r3']
+    assert [s.world.name for s in sim.sims] == list(FLEET_WORLDS)
+    assert [s.seed for s in sim.sims] == [7, 8, 9] and sim.sim is sim.sims[0]
+    assert len({s.now_ns for s in sim.sims}) == 1  # stepped in lockstep
+    # Each robot's streams under its namespace, its frames prefixed with it.
+    for ns in FLEET:
+        odom = got[f'/{ns}/odom'][-1]
+        assert (odom.header.frame_id, odom.child_frame_id) == (f'{ns}/odom', f'{ns}/base_link')
+        assert got[f'/{ns}/ground_truth/odom'][-1].child_frame_id == f'{ns}/base_link'
+        assert got[f'/{ns}/camera/image_raw'][-1].header.frame_id == f'{ns}/camera_link'
+        assert got[f'/{ns}/proximity/center'][-1].header.frame_id == \
+            f'{ns}/proximity_center_link'
+        labels = got[f'/{ns}/ground_truth/labels'][-1]
+        assert labels.header.frame_id == f'{ns}/camera_link' and len(labels.labels) == 5 * 31
+    children = {t.child_frame_id for m in got['/tf'] for t in m.transforms}
+    assert {f'{ns}/base_link' for ns in FLEET} <= children
+    # One /clock, published once per tick, whose ticks every robot's messages share.
+    assert publishers_of_clock == 1
+    clock = [c.clock.sec * 1_000_000_000 + c.clock.nanosec for c in got['/clock']]
+    assert all(a < b for a, b in itertools.pairwise(clock)), 'a tick published /clock twice'
+    odom_stamps = {ns: {stamp_ns(m) for m in got[f'/{ns}/odom']} for ns in FLEET}
+    shared = set.intersection(*odom_stamps.values())
+    assert len(shared) >= 0.8 * min(len(s) for s in odom_stamps.values()) > 0
+    assert max(shared) < clock[-1]  # a tick's /clock goes out before its messages
+    # Different worlds (and seeds): the robots' camera images of one instant differ.
+    images = {ns: {stamp_ns(m): bytes(m.data) for m in got[f'/{ns}/camera/image_raw']}
+              for ns in FLEET}
+    instant = max(set.intersection(*(set(by_stamp) for by_stamp in images.values())))
+    pictures = [images[ns][instant] for ns in FLEET]
+    assert len(set(pictures)) == 3
+    # /r2/cmd_vel turned r2 only: the others' odometry stood still, exactly.
+    assert turned(after['r2'], still['r2']) > 0.3
+    for ns in ('r1', 'r3'):
+        assert stamp_ns(after[ns]) > stamp_ns(still[ns])  # time went on for them too
+        assert after[ns].pose.pose == still[ns].pose.pose
+        assert after[ns].twist.twist.angular.z == 0.0
+
+
+def test_fleet_parameters_name_each_robot_and_a_wrong_worlds_list_is_refused():
+    with ros_context() as context:
+        with pytest.raises(ValueError, match=r'worlds has 2 layout\(s\) for 3 robot\(s\)'):
+            simulator(context, robots=list(FLEET), worlds=['boxes', 'pillars'])
+        with pytest.raises(ValueError, match=r"namespace '/r1' given twice"):
+            simulator(context, robots=['r1', '/r1'])
+        with pytest.raises(ValueError, match='unknown world'):
+            simulator(context, robots=['r1'], worlds=['moon'])
+        single = simulator(context, 'thymio4', seed=3, world='pillars', duration=0.2,
+                           real_time_factor=0.0)
+        assert single.finished.wait(10.0)
+        single.close()
+        assert single.namespaces == ['/thymio4'] and single.sims == [single.sim]
+        assert (single.sim.world.name, single.sim.seed) == ('pillars', 3)
+        single.destroy_node()
+        # With or without a leading slash; worlds unset: `world` for all, seeds seed + i.
+        fleet = simulator(context, 'ignored', robots=['/a', 'b/'], seed=3, world='walls',
+                          duration=0.2, real_time_factor=0.0)
+        assert fleet.finished.wait(10.0)
+        fleet.close()
+        assert fleet.namespaces == ['/a', '/b']
+        assert [(s.world.name, s.seed) for s in fleet.sims] == [('walls', 3), ('walls', 4)]
+        assert wait_for(lambda: {'/a/odom', '/b/cmd_vel'} <= {
+            name for name, _ in fleet.get_topic_names_and_types()}, 5.0)
+        names = {name for name, _ in fleet.get_topic_names_and_types()}
+        assert not any(name.startswith('/ignored/') for name in names)
+        fleet.destroy_node()
