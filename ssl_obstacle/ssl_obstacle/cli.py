@@ -13,6 +13,8 @@ import os
 import sys
 from typing import Sequence
 
+from .node_runner import run_nodes
+
 
 def _add_run(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -44,31 +46,6 @@ def _ros_arguments(args: argparse.Namespace, extra: Sequence[str]) -> list[str]:
 
 def _run_nodes(args: argparse.Namespace, extra: Sequence[str]) -> int:
     return run_nodes(args.nodes, _ros_arguments(args, extra))
-
-
-def run_nodes(names: Sequence[str], ros_args: Sequence[str],
-              overrides: dict[str, list] | None = None) -> int:
-    """
-    Run nodes of this package in this process until Ctrl-C.
-
-    ``overrides`` maps a node name to its rclpy ``Parameter`` overrides, for parameters
-    that must differ between the nodes of one process (``use_sim_time`` for all but the
-    simulator, which makes the time).
-    """
-    import functools
-
-    from .nodes import runtime
-    from .nodes.registry import node_factory
-
-    try:
-        factories = [functools.partial(node_factory(name),
-                                       parameter_overrides=(overrides or {}).get(name, []))
-                     for name in names]
-    except KeyError as error:
-        print(f'error: {error.args[0]}', file=sys.stderr)
-        return 2
-    runtime.run_nodes(factories, ['ssl-obstacle', *ros_args])
-    return 0
 
 
 def _add_sim(subparsers: argparse._SubParsersAction) -> None:
@@ -103,8 +80,8 @@ def _run_sim(args: argparse.Namespace, extra: Sequence[str]) -> int:
 #: name → (module, help, description). Modules load on use: ``train`` and ``evaluate``
 #: pull in torch, which ``--help`` or ``sim`` should not wait for.
 MODULE_COMMANDS: dict[str, tuple[str, str, str]] = {
-    'demo': ('demo', 'watch the robot learn: simulator, explorer, labeler, learner',
-             'Run the simulated robot, the labeler and the online learner over DDS, then '
+    'demo': ('demo', 'watch the robot learn: simulator, explorer, labeler, trainer, predictor',
+             'Run the simulated robot, the labeler, the trainer and the predictor over DDS, then '
              'evaluate the model on a held-out world; writes a run folder.'),
     'record': ('record', 'record a simulated run into a rosbag2, as fast as possible',
                'Run the simulator and the explorer without DDS, as fast as the CPU allows, '
@@ -121,7 +98,7 @@ MODULE_COMMANDS: dict[str, tuple[str, str, str]] = {
               "steers by a model's predictions, in-process and deterministic for a seed; "
               'writes report.json (near-hits, speed, collisions) and trajectory.png.'),
     'train': ('train', 'train the obstacle model offline on HDF5 datasets',
-              'Train the network of the online learner on exported datasets, with a '
+              'Train the network of the trainer node on exported datasets, with a '
               'validation split by file, and write the best model as a checkpoint.'),
     'evaluate': ('evaluate', 'score a model on HDF5 datasets: ROC AUC per sensor and distance',
                  'ROC AUC per (sensor, distance) on the known cells of the datasets, with '
@@ -141,10 +118,12 @@ def _add_up(subparsers: argparse._SubParsersAction) -> None:
     from . import bringup
 
     parser = subparsers.add_parser(
-        'up', help='bring up thymio, sim, gazebo or replay as the launch files do',
-        description='Start the nodes of launch/<setup>.launch.py in this process with the same '
-                    'parameter files (config/labeler.yaml, then config/<setup>.yaml) and the '
-                    'same options. Arguments after "--ros-args" go to ROS unchanged.')
+        'up', help='bring up thymio, sim, gazebo, replay or trainer as the launch files do',
+        description='Start the nodes of launch/<setup>.launch.py with the same parameter files '
+                    '(config/labeler.yaml, then config/<setup>.yaml) and the same options: the '
+                    'trainer in a child process of its own (as ros2 launch runs it), every '
+                    'other node in this process. Arguments after "--ros-args" go to ROS '
+                    'unchanged (to the trainer too).')
     bringup.add_arguments(parser)
     parser.set_defaults(func=bringup.run)
 
