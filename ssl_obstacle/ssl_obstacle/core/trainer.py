@@ -206,6 +206,8 @@ class OnlineTrainer:
         """
         images = np.asarray(images)
         shape = (self.config.num_sensors, self.config.num_distances)
+        if len(labels) != len(images):
+            raise ValueError(f'{len(images)} images but {len(labels)} label grids')
         labels = np.stack([check_labels(grid, shape) for grid in np.asarray(labels)]) \
             if len(images) else np.empty((0, *shape), np.float32)
         robots = [robot] * len(images) if isinstance(robot, str) else list(robot)

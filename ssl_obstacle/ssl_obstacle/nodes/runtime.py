@@ -30,8 +30,10 @@ except ImportError:  # pragma: no cover - very old rclpy
     SignalHandlerOptions = None
 
 
-#: The thread spinning each executor started here, joined when it is stopped.
-_SPIN_THREADS: dict[Executor, threading.Thread] = {}
+#: The thread spinning each executor started here and the flag that ends it.
+_SPIN_THREADS: dict[Executor, tuple[threading.Thread, threading.Event]] = {}
+#: Seconds a spin thread waits in rcl before it checks whether to stop.
+SPIN_PERIOD = 0.1
 
 
 def init_ros(args: Sequence[str] | None) -> None:
@@ -108,29 +110,50 @@ def start_executors(nodes: Sequence[Node], context: Context | None = None,
         executor = (MultiThreadedExecutor(num_threads=threads, context=context) if threads > 1
                     else SingleThreadedExecutor(context=context))
         executor.add_node(node)
-        thread = threading.Thread(target=executor.spin, name=f'spin-{node.get_name()}',
-                                  daemon=True)
+        stop = threading.Event()
+        thread = threading.Thread(target=_spin, args=(executor, stop),
+                                  name=f'spin-{node.get_name()}', daemon=True)
         thread.start()
-        _SPIN_THREADS[executor] = thread
+        _SPIN_THREADS[executor] = (thread, stop)
         executors.append(executor)
     return executors
 
 
+def _spin(executor: Executor, stop: threading.Event) -> None:
+    """
+    Spin until told to stop, waking every SPIN_PERIOD to check.
+
+    ``Executor.spin`` cannot be left cleanly: ``shutdown`` destroys the guard conditions a
+    spinning thread may still be using, and the thread then dies with an AttributeError
+    or InvalidHandle (ros2/rclpy#968). Spinning in short turns, the thread leaves rcl on
+    its own before the executor is shut down.
+    """
+    try:
+        while not stop.is_set() and executor.context.ok():
+            executor.spin_once(timeout_sec=SPIN_PERIOD)
+    except BaseException as error:  # noqa: BLE001 - the context went away under us
+        if not (is_shutdown_error(error) or stop.is_set() or not executor.context.ok()):
+            raise
+
+
 def stop_executors(executors: Sequence[Executor], timeout: float = 5.0) -> None:
     """
-    Shut the executors down and wait for their spin threads to leave rclpy.
+    Stop the spin threads, wait for them to leave rclpy, then shut the executors down.
 
     Destroying a node or the context while its thread still waits inside rcl aborts the
     process ("terminate called without an active exception") on a loaded machine, where the
     thread can take more than a second to notice the shutdown.
     """
-    for executor in executors:
-        executor.shutdown(timeout_sec=timeout)
+    spinning = [_SPIN_THREADS.pop(executor, None) for executor in executors]
+    for entry in spinning:
+        if entry is not None:
+            entry[1].set()
     deadline = time.monotonic() + timeout
+    for entry in spinning:
+        if entry is not None:
+            entry[0].join(max(0.0, deadline - time.monotonic()))
     for executor in executors:
-        thread = _SPIN_THREADS.pop(executor, None)
-        if thread is not None:
-            thread.join(max(0.0, deadline - time.monotonic()))
+        executor.shutdown(timeout_sec=max(0.0, deadline - time.monotonic()))
 
 
 def run_nodes(factories: Sequence[Callable[[], Node]], args: Sequence[str] | None) -> None:
