@@ -6,9 +6,25 @@ launch file in launch/ (test_launch_files.py checks that they agree), so a robot
 either way runs one configuration. Every setup loads config/labeler.yaml (the label rule,
 shared with ``ssl-obstacle export``) first and its own file, which refines it, second.
 
-Each setup but replay has one controller slot, filled by the explorer, the avoider or
-nothing (``controller``), so two nodes never publish ``cmd_vel`` at once. The old
+Learning is two nodes joined by topics: on each robot the labeler publishes
+``ssl/labeled_frames`` and the predictor (numpy, no PyTorch) predicts from every camera frame
+with the newest model of ``ssl/model``; the trainer (PyTorch) learns from the labeled frames
+of one robot or of a fleet (its ``robots`` parameter) and publishes the model and
+``ssl/learner_status``. ``trainer`` (old name: ``learner``) says whether a setup starts the
+trainer; the ``trainer`` setup is the trainer alone, for a workstation that learns for robots
+whose labelers and predictors run elsewhere. ``up`` runs the trainer in a child process of
+its own, as ``ros2 launch`` runs every node, so that prediction never shares an interpreter
+with training (see :func:`run`).
+
+Each setup but replay and trainer has one controller slot, filled by the explorer, the
+avoider or nothing (``controller``), so two nodes never publish ``cmd_vel`` at once. The old
 ``explorer`` yes/no still works: yes = the explorer, no = no controller.
+
+``sim`` with ``robots`` N > 1 simulates a fleet: one simulator hosts robots ``robot1`` ..
+``robotN`` (under ``/<namespace>/`` when a namespace is given), robot i in a world of its
+own (the setup's world first, then the other layouts) with seed ``seed + i``; each robot
+gets its own labeler, predictor and controller in its namespace, and one trainer learns
+from all of them.
 """
 
 from __future__ import annotations
@@ -17,6 +33,7 @@ import argparse
 from dataclasses import dataclass
 import os
 import pathlib
+import re
 import sys
 from typing import Any, Mapping, Sequence
 
@@ -29,6 +46,14 @@ CONTROLLER = 'controller'
 #: The nodes that can fill the slot (each publishes cmd_vel), and 'none'.
 CONTROLLERS = ('explorer', 'avoider')
 CONTROLLER_CHOICES = (*CONTROLLERS, 'none')
+#: The node that learns; the only one that needs PyTorch.
+TRAINER = 'trainer'
+#: Nodes ``up`` runs in a child process of their own (when the setup has other nodes).
+SEPARATE_PROCESS = (TRAINER,)
+#: Nodes of which a fleet has one; every other node runs once per robot.
+FLEET_SHARED = (TRAINER, 'simulator')
+#: A simulated fleet's robots are robot1, robot2, ...
+FLEET_PREFIX = 'robot'
 
 
 @dataclass(frozen=True)
@@ -47,6 +72,11 @@ class Setup:
     #: ... except these, which make the time
     clock_sources: tuple[str, ...] = ()
     summary: str = ''
+    #: what ``robots`` means: 'count' (sim: how many simulated robots), 'names' (trainer:
+    #: the namespaces of the robots to learn from); '' = the setup takes no robots
+    robots: str = ''
+    #: why the setup has no controller slot ('' when it has one)
+    no_controller: str = ''
 
     @property
     def default_controller(self) -> str | None:
@@ -73,23 +103,29 @@ class Setup:
 
 SETUPS: dict[str, Setup] = {
     'thymio': Setup(
-        'thymio', 'thymio.yaml', 'thymio.launch.py', ('labeler',),
-        (('learner', True), (CONTROLLER, 'none')), sim_time=False,
+        'thymio', 'thymio.yaml', 'thymio.launch.py', ('labeler', 'predictor'),
+        ((TRAINER, True), (CONTROLLER, 'none')), sim_time=False,
         summary='a real Thymio running the jeguzzi/ros-thymio driver (and a camera driver)'),
     'sim': Setup(
-        'sim', 'sim.yaml', 'sim.launch.py', ('simulator', 'labeler'),
-        ((CONTROLLER, 'explorer'), ('learner', True)), sim_time=True,
-        clock_sources=('simulator',),
-        summary='the built-in simulated world, driven by the explorer'),
+        'sim', 'sim.yaml', 'sim.launch.py', ('simulator', 'labeler', 'predictor'),
+        ((CONTROLLER, 'explorer'), (TRAINER, True)), sim_time=True,
+        clock_sources=('simulator',), robots='count',
+        summary='the built-in simulated world, driven by the explorer (--robots N: a fleet)'),
     'gazebo': Setup(
-        'gazebo', 'gazebo.yaml', 'gazebo.launch.py', ('scan_to_range', 'labeler'),
-        ((CONTROLLER, 'explorer'), ('learner', True)), sim_time=True,
+        'gazebo', 'gazebo.yaml', 'gazebo.launch.py', ('scan_to_range', 'labeler', 'predictor'),
+        ((CONTROLLER, 'explorer'), (TRAINER, True)), sim_time=True,
         summary='our nodes for a robot in Gazebo (gazebo.launch.py also starts gz-sim and '
                 'ros_gz_bridge)'),
     'replay': Setup(
-        'replay', 'replay.yaml', 'replay.launch.py', ('labeler',), (('learner', True),),
-        sim_time=True,
+        'replay', 'replay.yaml', 'replay.launch.py', ('labeler', 'predictor'),
+        ((TRAINER, True),), sim_time=True, no_controller='nothing drives a replayed bag',
         summary="a recorded bag played with --clock ('ssl-obstacle replay' or 'ros2 bag play')"),
+    'trainer': Setup(
+        'trainer', 'thymio.yaml', 'trainer.launch.py', (TRAINER,), (), sim_time=False,
+        robots='names', no_controller='it only trains: each robot runs its own controller',
+        summary='the trainer alone, e.g. on a workstation: it learns for the robot of '
+                '--namespace, or for the robots of --robots (their labelers and predictors '
+                'run on them)'),
 }
 
 #: Every node any setup starts.
@@ -122,33 +158,66 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--params', help='parameter file replacing config/<setup>.yaml '
                                          '(config/labeler.yaml is still loaded before it)')
     parser.add_argument('--namespace', default='', help="the robot's namespace, e.g. thymio10")
+    parser.add_argument('--trainer', action=argparse.BooleanOptionalAction, default=None,
+                        help='run the trainer here, in a process of its own (--no-trainer: '
+                             'it runs on another machine); default: yes')
     parser.add_argument('--learner', action=argparse.BooleanOptionalAction, default=None,
-                        help='run the learner here (--no-learner: it runs on another machine)')
+                        help='old name of --trainer')
     parser.add_argument('--controller', choices=CONTROLLER_CHOICES,
                         help='what drives the robot: the explorer (IR only), the avoider (by '
                              'sight, the learned predictions) or none; default: explorer, '
-                             'thymio: none; replay has no controller')
+                             'thymio: none; replay and trainer have no controller')
     parser.add_argument('--switch-after-updates', type=int, metavar='N',
-                        help='N > 0: start the avoider, which explores until the learner has '
+                        help='N > 0: start the avoider, which explores until the trainer has '
                              'made N updates (and reached its switch_min_auc), then drives '
-                             'by sight; needs the learner; default: as in the parameter file')
+                             'by sight; needs the trainer; default: as in the parameter file')
     parser.add_argument('--explorer', action=argparse.BooleanOptionalAction, default=None,
                         help='old spelling of --controller explorer (--no-explorer: none)')
     parser.add_argument('--camera-topic', default='',
                         help='camera image topic if not camera/image_raw (raw topic name; '
                              'compressed transport appends /compressed)')
     parser.add_argument('--camera-transport', choices=('raw', 'compressed'),
-                        help='default: as in the parameter file')
+                        help="the labeler's and the predictor's; default: as in the parameter "
+                             'file')
     parser.add_argument('--proximity-source', choices=('range', 'laser'),
                         help='proximity/<name> Range topics or proximity/laser; default: as in '
                              'the parameter file')
-    parser.add_argument('--checkpoint', help="the learner's checkpoint file (default: as in the "
+    parser.add_argument('--checkpoint', help="the trainer's checkpoint file (default: as in the "
                                              'parameter file)')
+    parser.add_argument('--model-file', help='a checkpoint the predictor predicts with from '
+                                             'the start, until the first model of the trainer '
+                                             '(default: as in the parameter file)')
+    parser.add_argument('--device', help="the trainer's device: cpu or cuda (default: as in "
+                                         'the parameter file)')
+    parser.add_argument('--robots', metavar='N|NAMES',
+                        help='sim: N simulated robots, robot1..robotN, each with its own '
+                             'labeler, predictor and controller, one trainer for all '
+                             '(default 1: one robot in --namespace); trainer: the namespaces '
+                             'to learn from, e.g. thymio1,thymio2 (default: --namespace)')
+    parser.add_argument('--use-sim-time', action='store_true', default=None,
+                        help='trainer only: follow /clock (a simulated fleet on another '
+                             'machine); the other setups decide their clock themselves')
     sim = parser.add_argument_group('sim only')
-    sim.add_argument('--world', help='boxes, pillars, walls or random')
+    sim.add_argument('--world', help='boxes, pillars, walls or random (a fleet: the first '
+                                     "robot's)")
     sim.add_argument('--seed', type=int)
     sim.add_argument('--real-time-factor', type=float,
                      help='simulated seconds per second; 0 = as fast as possible')
+
+
+@dataclass(frozen=True)
+class PlannedNode:
+    """One node of a plan: its name (also its executable), namespace and overrides."""
+
+    name: str
+    namespace: str
+    #: parameter values set on the command line (they win over the files)
+    overrides: dict[str, Any]
+
+    @property
+    def path(self) -> str:
+        """Return the node's full name, e.g. /robot2/labeler."""
+        return '/' + '/'.join(part for part in (self.namespace, self.name) if part)
 
 
 @dataclass
@@ -156,12 +225,127 @@ class Plan:
     """What ``up`` starts: the nodes, their parameter files and overrides, the remaps."""
 
     setup: Setup
-    nodes: list[str]
+    entries: list[PlannedNode]
     param_files: list[pathlib.Path]
-    #: node → parameter values set on the command line (they win over the files)
-    overrides: dict[str, dict[str, Any]]
     remaps: list[tuple[str, str]]
+    #: the namespace given (the trainer's and the simulator's; one robot's nodes')
     namespace: str
+    #: the robots of a fleet or of the trainer setup (namespaces without leading /);
+    #: [] = one robot, in ``namespace``
+    robots: list[str]
+
+    @property
+    def nodes(self) -> list[str]:
+        """Return the nodes' names in start order (a fleet's repeat, one per robot)."""
+        return [entry.name for entry in self.entries]
+
+    @property
+    def overrides(self) -> dict[str, dict[str, Any]]:
+        """Return each node's overrides by name; only for plans with one node per name."""
+        if len(set(self.nodes)) != len(self.nodes):
+            raise ValueError('a fleet has several nodes of one name: use node(name, '
+                             'namespace)')
+        return {entry.name: entry.overrides for entry in self.entries}
+
+    def node(self, name: str, namespace: str | None = None) -> PlannedNode:
+        """Return the node ``name`` (in ``namespace``; None: the plan's only one)."""
+        found = [e for e in self.entries if e.name == name
+                 and (namespace is None or e.namespace == namespace.strip('/'))]
+        if len(found) != 1:
+            raise KeyError(f'{len(found)} nodes {name!r} in namespace {namespace!r}')
+        return found[0]
+
+
+#: One name of a namespace (ROS: letters, digits, underscores, not starting with a digit).
+_NAMESPACE = re.compile(r'[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*')
+
+
+def parse_robot_names(text: str | Sequence[str] | None) -> list[str]:
+    """
+    Read the trainer's robots: ``[thymio1,thymio2]`` (launch's list syntax), ``thymio1,
+    thymio2``, a YAML list with quotes, or a sequence; return namespaces without slashes.
+
+    Leading and trailing slashes are dropped (the trainer takes them as absolute anyway);
+    an empty text or ``[]`` is no robot: the trainer learns in its own namespace.
+    """
+    if text is None:
+        return []
+    if isinstance(text, str):
+        body = text.strip()
+        if body.startswith('[') and body.endswith(']'):
+            body = body[1:-1]
+        parts = re.split(r'[,\s]+', body)
+    else:
+        parts = [str(part) for part in text]
+    names: list[str] = []
+    for part in parts:
+        name = part.strip().strip('\'"').strip('/')
+        if not name:
+            continue
+        if not _NAMESPACE.fullmatch(name):
+            raise ValueError(f'robots: {part.strip()!r} is not a namespace (letters, digits '
+                             'and _, not starting with a digit; / between levels)')
+        if name in names:
+            raise ValueError(f'robots: {name} is listed twice')
+        names.append(name)
+    return names
+
+
+def parse_robot_count(text: str | int | None) -> int:
+    """Read sim's robots: a whole number, at least 1 (None or '' = 1)."""
+    if text is None or (isinstance(text, str) and not text.strip()):
+        return 1
+    try:
+        count = int(str(text).strip())
+    except ValueError:
+        raise ValueError(f'robots must be a whole number of simulated robots for sim, not '
+                         f'{text!r}') from None
+    if count < 1:
+        raise ValueError(f'robots must be 1 or more, not {count}')
+    return count
+
+
+def fleet_robots(setup: Setup, robots: str | None, namespace: str) -> list[str]:
+    """Return the robots' namespaces for ``robots`` as the setup reads it ([] = none)."""
+    if setup.robots == 'count':
+        count = parse_robot_count(robots)
+        if count == 1:
+            return []
+        prefix = f'{namespace}/' if namespace else ''
+        return [f'{prefix}{FLEET_PREFIX}{index + 1}' for index in range(count)]
+    if setup.robots == 'names':
+        return parse_robot_names(robots)
+    if robots not in (None, ''):
+        raise ValueError(f'robots applies to sim (how many simulated robots) and trainer (the '
+                         f"namespaces to learn from), not {setup.name}: start {setup.name} "
+                         'once per robot, each with its namespace')
+    return []
+
+
+def file_value(files: Sequence[pathlib.Path], node: str, key: str, default: Any) -> Any:
+    """Return ``key`` as ``node`` gets it from the parameter files (the last file wins)."""
+    import yaml
+
+    value = default
+    for path in files:
+        with open(path, encoding='utf-8') as stream:
+            document = yaml.safe_load(stream) or {}
+        if not isinstance(document, Mapping):
+            continue
+        for section in ('/**', f'/**/{node}', node, f'/{node}'):
+            values = (document.get(section) or {}).get('ros__parameters') \
+                if isinstance(document.get(section), Mapping) else None
+            if isinstance(values, Mapping) and key in values:
+                value = values[key]
+    return value
+
+
+def fleet_worlds(first: str, count: int) -> list[str]:
+    """Return one layout per robot: ``first``, then the other layouts in turn."""
+    from .sim.world import WORLD_NAMES
+
+    others = [name for name in (*WORLD_NAMES, 'random') if name != first]
+    return [first, *(others[index % len(others)] for index in range(count - 1))]
 
 
 def parameter_overrides(setup: Setup, args: argparse.Namespace) -> dict[str, dict[str, Any]]:
@@ -174,14 +358,18 @@ def parameter_overrides(setup: Setup, args: argparse.Namespace) -> dict[str, dic
     overrides: dict[str, dict[str, Any]] = {name: {} for name in SETUPS_NODE_NAMES}
     if args.camera_transport:
         overrides['labeler']['camera_transport'] = args.camera_transport
-        overrides['learner']['camera_transport'] = args.camera_transport
+        overrides['predictor']['camera_transport'] = args.camera_transport
     if args.proximity_source:
         overrides['labeler']['proximity_source'] = args.proximity_source
         overrides['avoider']['proximity_source'] = args.proximity_source
     if getattr(args, 'switch_after_updates', None) is not None:
         overrides['avoider']['switch_after_updates'] = int(args.switch_after_updates)
     if args.checkpoint:
-        overrides['learner']['checkpoint_path'] = os.path.expanduser(args.checkpoint)
+        overrides[TRAINER]['checkpoint_path'] = os.path.expanduser(args.checkpoint)
+    if getattr(args, 'model_file', None):
+        overrides['predictor']['model_file'] = os.path.expanduser(args.model_file)
+    if getattr(args, 'device', None):
+        overrides[TRAINER]['device'] = args.device
     if setup.name == 'sim':
         if args.world:
             overrides['simulator']['world'] = args.world
@@ -191,7 +379,11 @@ def parameter_overrides(setup: Setup, args: argparse.Namespace) -> dict[str, dic
             overrides['avoider']['seed'] = args.seed
         if args.real_time_factor is not None:
             overrides['simulator']['real_time_factor'] = float(args.real_time_factor)
-    if setup.sim_time:
+    use_sim_time = getattr(args, 'use_sim_time', None)
+    if use_sim_time is not None and setup.name != 'trainer':
+        raise ValueError(f'use_sim_time applies to the trainer setup only: {setup.name} '
+                         'decides its clock itself')
+    if setup.sim_time or use_sim_time:
         for name in SETUPS_NODE_NAMES:
             if name not in setup.clock_sources:
                 overrides[name]['use_sim_time'] = True
@@ -206,13 +398,36 @@ def camera_remaps(camera_topic: str) -> list[tuple[str, str]]:
     return [('camera/image_raw', topic), ('camera/image_raw/compressed', topic + '/compressed')]
 
 
-def choose_controller(setup: Setup, args: argparse.Namespace) -> str | None:
+def _yes_no(value: bool) -> str:
+    return 'true' if value else 'false'
+
+
+def choose_trainer(setup: Setup, args: argparse.Namespace) -> bool | None:
+    """
+    Return whether the user wants the trainer (None: the setup's default); ValueError if unclear.
+
+    ``learner`` is the trainer's old name: either may be given, both only if they agree.
+    """
+    trainer = getattr(args, 'trainer', None)
+    learner = getattr(args, 'learner', None)
+    if trainer is not None and learner is not None and bool(trainer) != bool(learner):
+        raise ValueError(f'learner {_yes_no(learner)} contradicts trainer {_yes_no(trainer)}: '
+                         'give only trainer (learner is its old name)')
+    choice = trainer if trainer is not None else learner
+    if setup.name == 'trainer' and choice is False:
+        raise ValueError('the trainer setup is the trainer alone: trainer false leaves it '
+                         'nothing to start')
+    return choice
+
+
+def choose_controller(setup: Setup, args: argparse.Namespace,
+                      trainer: bool | None = None) -> str | None:
     """
     Return the controller the user asked for (None: the setup's default); ValueError if unclear.
 
     ``explorer`` is the old yes/no (yes = explorer, no = none); a switch (N > 0) means the
     avoider, which explores first, so it contradicts any other controller and needs the
-    learner, whose ``ssl/learner_status`` triggers the handover.
+    trainer, whose ``ssl/learner_status`` triggers the handover.
     """
     controller = getattr(args, 'controller', None) or None
     explorer = getattr(args, 'explorer', None)
@@ -223,16 +438,16 @@ def choose_controller(setup: Setup, args: argparse.Namespace) -> str | None:
     if explorer is not None:
         alias = 'explorer' if explorer else None
         if controller is not None and (controller == 'explorer') != bool(explorer):
-            raise ValueError(f'explorer {"true" if explorer else "false"} contradicts '
-                             f'controller {controller}: give only controller (explorer is '
-                             'its old spelling)')
+            raise ValueError(f'explorer {_yes_no(explorer)} contradicts controller '
+                             f'{controller}: give only controller (explorer is its old '
+                             'spelling)')
         controller = controller or alias or 'none'
     if switch is not None and switch < 0:
         raise ValueError(f'switch_after_updates must be 0 or more, not {switch}')
     if setup.default_controller is None:
         if (controller or 'none') != 'none' or switch:
-            raise ValueError(f'{setup.name} starts no controller (nothing drives a replayed '
-                             'bag): controller and switch_after_updates do not apply')
+            raise ValueError(f'{setup.name} starts no controller ({setup.no_controller}): '
+                             'controller and switch_after_updates do not apply')
         return None
     if switch:
         if controller not in (None, 'avoider'):
@@ -240,10 +455,12 @@ def choose_controller(setup: Setup, args: argparse.Namespace) -> str | None:
                              f'avoider, which explores itself first: it cannot go with '
                              f'controller {controller} (drop one of them; the avoider and the '
                              'explorer never run together)')
-        if args.learner is False:
-            raise ValueError(f"switch_after_updates {switch} waits for the learner's status: "
-                             'start the learner here, or with the learner on another '
-                             "machine set switch_after_updates in the avoider's parameter file")
+        if trainer is False:
+            raise ValueError(f"switch_after_updates {switch} waits for the trainer's status "
+                             '(ssl/learner_status): start the trainer here, or, with the '
+                             'trainer on another machine (ssl-obstacle up trainer --robots '
+                             '<namespace>, or trainer.launch.py robots:=[<namespace>]), set '
+                             "switch_after_updates in the avoider's parameter file")
         return 'avoider'
     return controller
 
@@ -251,15 +468,48 @@ def choose_controller(setup: Setup, args: argparse.Namespace) -> str | None:
 def make_plan(args: argparse.Namespace) -> Plan:
     """Decide what to start from the parsed command line (ValueError for contradictions)."""
     setup = SETUPS[args.setup]
-    nodes = setup.nodes({'learner': args.learner, CONTROLLER: choose_controller(setup, args)})
+    trainer = choose_trainer(setup, args)
+    names = setup.nodes({TRAINER: trainer, CONTROLLER: choose_controller(setup, args, trainer)})
     params = pathlib.Path(args.params) if args.params else config_path(setup.config)
     files = [config_path(BASE_CONFIG), params]
     for path in files:
         if not path.is_file():
             raise SystemExit(f'error: parameter file {path} does not exist')
+    namespace = (args.namespace or '').strip().strip('/')
+    robots = fleet_robots(setup, getattr(args, 'robots', None), namespace)
     overrides = parameter_overrides(setup, args)
-    return Plan(setup, nodes, files, {name: overrides[name] for name in nodes},
-                camera_remaps(args.camera_topic), args.namespace.strip('/'))
+    if setup.robots == 'count' and robots:
+        entries = _fleet(setup, names, overrides, robots, namespace, files, args)
+    else:
+        entries = [PlannedNode(name, namespace, dict(overrides[name])) for name in names]
+        for entry in entries:
+            if entry.name == TRAINER and robots:
+                entry.overrides['robots'] = list(robots)
+    return Plan(setup, entries, files, camera_remaps(args.camera_topic), namespace, robots)
+
+
+def _fleet(setup: Setup, names: Sequence[str], overrides: dict[str, dict[str, Any]],
+           robots: list[str], namespace: str, files: Sequence[pathlib.Path],
+           args: argparse.Namespace) -> list[PlannedNode]:
+    """Plan a simulated fleet: each robot's nodes in its namespace, one trainer, one world."""
+    seed = args.seed if args.seed is not None else int(file_value(files, 'simulator', 'seed', 0))
+    world = args.world or str(file_value(files, 'simulator', 'world', 'boxes'))
+    entries = []
+    for index, robot in enumerate(robots):
+        for name in names:
+            if name in FLEET_SHARED:
+                continue
+            values = dict(overrides[name])
+            if name in CONTROLLERS:  # as the simulator's robot i: seed + i
+                values['seed'] = seed + index
+            entries.append(PlannedNode(name, robot, values))
+    for name in names:  # in the setup's order: the simulator (the clock) last
+        if name in FLEET_SHARED:
+            values = dict(overrides[name], robots=list(robots))
+            if name == 'simulator':
+                values['worlds'] = fleet_worlds(world, len(robots))
+            entries.append(PlannedNode(name, namespace, values))
+    return entries
 
 
 def _launch_flag(value: str | None) -> bool | None:
@@ -290,15 +540,17 @@ def plan_from_launch_arguments(setup: str, values: Mapping[str, str]) -> Plan:
                           ('proximity_source', ('range', 'laser'))):
         if given(name) and values[name] not in allowed:
             raise ValueError(f'{name} must be one of {", ".join(allowed)}, not {values[name]!r}')
+    use_sim_time = _launch_flag(values.get('use_sim_time'))
     args = argparse.Namespace(
         setup=setup, params=given('params'), namespace=values.get('namespace', ''),
-        learner=_launch_flag(values.get('learner')),
+        trainer=_launch_flag(values.get('trainer')), learner=_launch_flag(values.get('learner')),
         explorer=_launch_flag(values.get('explorer')), controller=given('controller'),
         switch_after_updates=_launch_int('switch_after_updates', given('switch_after_updates')),
         camera_topic=values.get('camera_topic', ''),
         camera_transport=given('camera_transport'), proximity_source=given('proximity_source'),
-        checkpoint=given('checkpoint'), world=given('world'),
-        seed=int(values['seed']) if given('seed') else None,
+        checkpoint=given('checkpoint'), model_file=given('model_file'), device=given('device'),
+        robots=given('robots'), use_sim_time=True if use_sim_time else None,
+        world=given('world'), seed=int(values['seed']) if given('seed') else None,
         real_time_factor=float(values['real_time_factor']) if given('real_time_factor') else None)
     return make_plan(args)
 
@@ -310,7 +562,8 @@ def launch_description(setup: str, arguments: Sequence[tuple[str, str, str]],
 
     ``arguments`` are ``(name, default, description)``; each launch file lists its own, so
     ``ros2 launch … --show-args`` documents them. Imports ``launch`` here, not at the top:
-    the rest of this module runs where ROS's launch is not installed.
+    the rest of this module runs where ROS's launch is not installed. ``ros2 launch`` runs
+    every node in a process of its own (the trainer too).
     """
     from launch import LaunchDescription
     from launch.actions import DeclareLaunchArgument, OpaqueFunction
@@ -320,11 +573,11 @@ def launch_description(setup: str, arguments: Sequence[tuple[str, str, str]],
     def nodes(context: Any) -> list:
         values = {name: LaunchConfiguration(name).perform(context) for name, _, _ in arguments}
         plan = plan_from_launch_arguments(setup, values)
-        return [Node(package='ssl_obstacle', executable=name, name=name,
-                     namespace=plan.namespace,
-                     parameters=[*map(str, plan.param_files), plan.overrides[name]],
+        return [Node(package='ssl_obstacle', executable=entry.name, name=entry.name,
+                     namespace=entry.namespace,
+                     parameters=[*map(str, plan.param_files), entry.overrides],
                      remappings=plan.remaps, output='screen')
-                for name in plan.nodes]
+                for entry in plan.entries]
 
     return LaunchDescription(
         [DeclareLaunchArgument(name, default_value=default, description=text)
@@ -332,31 +585,107 @@ def launch_description(setup: str, arguments: Sequence[tuple[str, str, str]],
 
 
 def ros_arguments(plan: Plan, extra: Sequence[str] = ()) -> list[str]:
-    """Build the ``--ros-args`` of the process: parameter files, namespace, remaps."""
+    """
+    Build the ``--ros-args`` of the processes: parameter files, remaps, the user's own.
+
+    Not the namespace: each node gets its own (a fleet's robots differ), the nodes of this
+    process as they are created, the trainer's process as ``-r __ns:=``.
+    """
     ros_args = ['--ros-args']
     for path in plan.param_files:
         ros_args += ['--params-file', str(path)]
-    if plan.namespace:
-        ros_args += ['-r', f'__ns:=/{plan.namespace}']
     for source, target in plan.remaps:  # the explorer and simulator have no camera input
         ros_args += ['-r', f'{source}:={target}']
     extra = list(extra)
     return ros_args + (extra[1:] if extra[:1] == ['--ros-args'] else extra)
 
 
-def run(args: argparse.Namespace, extra: Sequence[str] = ()) -> int:
-    """Start the setup's nodes in this process until Ctrl-C."""
-    from rclpy.parameter import Parameter
+def separate_entries(plan: Plan) -> list[PlannedNode]:
+    """Return the nodes ``up`` runs in processes of their own: the trainer, unless alone."""
+    if len(plan.entries) == 1:
+        return []
+    return [entry for entry in plan.entries if entry.name in SEPARATE_PROCESS]
 
-    from .cli import run_nodes
+
+def describe(plan: Plan, separate: Sequence[PlannedNode] = ()) -> str:
+    """Say what ``up`` starts where, for its first line."""
+    here = [e for e in plan.entries if e not in separate]
+    if plan.setup.robots == 'count' and plan.robots:
+        per_robot = [e.name for e in here if e.namespace == plan.robots[0]]
+        shared = [e.name for e in here if e.name in FLEET_SHARED]
+        text = (f'robots {", ".join("/" + r for r in plan.robots)} (each: '
+                f'{", ".join(per_robot)})' + (f', {", ".join(shared)}' if shared else '')
+                + f' in namespace /{plan.namespace}')
+    else:
+        text = f'{", ".join(e.name for e in here)} in namespace /{plan.namespace}'
+        if plan.robots:
+            text += f' for robots {", ".join("/" + r for r in plan.robots)}'
+    for entry in separate:
+        text += f'; {entry.name} in a process of its own'
+        if plan.robots:
+            text += f' for robots {", ".join("/" + r for r in plan.robots)}'
+    return text
+
+
+def _death_notice(child: Any, code: int, plan: Plan) -> str:
+    """Say that the trainer died, what goes on without it and what to do."""
+    robots = ','.join(plan.robots) or plan.namespace
+    text = (f'{child.describe_exit(code)}; the other nodes keep running (each predictor keeps '
+            'the last model it received; nothing learns any more) until Ctrl-C, and up then '
+            'exits with code 1.')
+    if code > 0:
+        text += (' Its messages are above; on a computer without PyTorch, start this setup '
+                 'with --no-trainer and the trainer on another machine: ssl-obstacle up '
+                 'trainer' + (f' --robots {robots}' if robots else ''))
+    return text
+
+
+def run(args: argparse.Namespace, extra: Sequence[str] = ()) -> int:
+    """
+    Start the setup's nodes until Ctrl-C; return the exit code.
+
+    Every node runs in this process but the trainer (when there are others): it runs in a
+    child process (``python -m ssl_obstacle.nodes.trainer_node``) with the same parameter
+    files, remaps and ``--ros-args``, its namespace and overrides as ``-r``/``-p``, and this
+    process's environment (the DDS domain and discovery range). On Ctrl-C or SIGTERM the
+    nodes here close, then up sends the trainer SIGINT once and waits for it to write its
+    last checkpoint (a second Ctrl-C kills it). If the trainer dies first, up says so at
+    once (exit code or signal), the other nodes keep running (the robot keeps its
+    perception and controller), and up exits with code 1 when stopped.
+    """
+    from .node_runner import NodeProcess, NodeSpec, run_nodes
 
     try:
         plan = make_plan(args)
     except ValueError as error:
         raise SystemExit(f'error: {error}') from None
-    overrides = {name: [Parameter(key, value=value) for key, value in values.items()]
-                 for name, values in plan.overrides.items()}
-    print(f'ssl-obstacle up {plan.setup.name}: {", ".join(plan.nodes)} in namespace '
-          f'/{plan.namespace}; parameters {" then ".join(map(str, plan.param_files))}',
-          file=sys.stderr, flush=True)
-    return run_nodes(plan.nodes, ros_arguments(plan, extra), overrides)
+    separate = separate_entries(plan)
+    print(f'ssl-obstacle up {plan.setup.name}: {describe(plan, separate)}; parameters '
+          f'{" then ".join(map(str, plan.param_files))}', file=sys.stderr, flush=True)
+    ros_args = ros_arguments(plan, extra)
+    children: list[Any] = []
+    code = 1
+    try:
+        for entry in separate:
+            child = NodeProcess(
+                NodeSpec(entry.name, entry.namespace, entry.overrides), ros_args,
+                on_exit=lambda child, code: print(_death_notice(child, code, plan),
+                                                  file=sys.stderr, flush=True))
+            children.append(child)
+            print(f'ssl-obstacle up: {entry.path} runs in process {child.pid}',
+                  file=sys.stderr, flush=True)
+        code = run_nodes([NodeSpec(e.name, e.namespace, e.overrides) for e in plan.entries
+                          if e not in separate], ros_args)
+    finally:
+        for child in children:
+            died = child.unexpected_exit is not None
+            returned = child.stop()
+            if died:
+                print(f'ssl-obstacle up: exit code 1: {child.describe_exit(returned)[7:]} '
+                      'while the other nodes ran', file=sys.stderr, flush=True)
+                code = code or 1
+            elif returned != 0:
+                print(f'{child.describe_exit(returned)} while stopping', file=sys.stderr,
+                      flush=True)
+                code = code or 1
+    return code

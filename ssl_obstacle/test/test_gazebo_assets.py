@@ -273,7 +273,7 @@ def test_launch_file_starts_gazebo_the_bridge_and_our_nodes_on_sim_time(monkeypa
     from test_launch_files import launch_plan, load_launch_file, resolve
 
     declared, nodes = launch_plan(LAUNCH, monkeypatch, namespace='thymio10')
-    assert {'world', 'namespace', 'learner', 'explorer', 'gui', 'params',
+    assert {'world', 'namespace', 'trainer', 'learner', 'explorer', 'gui', 'params',
             'bridge_config'} <= set(declared)
     by_executable = {n['executable']: n for n in nodes}
     bridge = by_executable.pop('parameter_bridge')
@@ -282,7 +282,8 @@ def test_launch_file_starts_gazebo_the_bridge_and_our_nodes_on_sim_time(monkeypa
     assert bridge['overrides']['use_sim_time'] is True
     assert bridge['overrides']['config_file'].endswith(
         'share/ssl_obstacle/config/gazebo_bridge.yaml')
-    assert set(by_executable) == {'scan_to_range', 'labeler', 'explorer', 'learner'}
+    assert set(by_executable) == {'scan_to_range', 'labeler', 'predictor', 'explorer',
+                                  'trainer'}
     assert set(by_executable) <= node_names()
     for node in by_executable.values():
         assert node['package'] == 'ssl_obstacle' and node['namespace'] == 'thymio10'
@@ -316,7 +317,8 @@ def test_setup_installs_the_world():
 
 
 # ---------------------------------------------------------------------------- parameters
-@pytest.mark.parametrize('node_name', ['scan_to_range', 'explorer', 'labeler', 'learner'])
+@pytest.mark.parametrize('node_name', ['scan_to_range', 'explorer', 'labeler', 'predictor',
+                                       'trainer'])
 def test_parameter_file_reaches_each_node_in_a_namespace(node_name, tmp_path):
     document = yaml.safe_load(PARAMS.read_text())
     values = document[f'/**/{node_name}']['ros__parameters']
@@ -343,3 +345,18 @@ def test_parameter_file_reaches_each_node_in_a_namespace(node_name, tmp_path):
             node.destroy_node()
     finally:
         rclpy.shutdown(context=context)
+
+
+def test_labeler_predictor_and_trainer_share_one_grid_and_image_size():
+    document = yaml.safe_load(PARAMS.read_text())
+    base = yaml.safe_load((PACKAGE_DIR / 'config' / 'labeler.yaml').read_text())['/**'][
+        'ros__parameters']
+
+    def value(node: str, key: str):
+        return document[f'/**/{node}']['ros__parameters'].get(key, base.get(key))
+
+    for key in ('sensor_names', 'distances'):
+        assert value('labeler', key) == value('predictor', key) == value('trainer', key), key
+    for key in ('image_width', 'image_height'):
+        assert value('labeler', key) == value('trainer', key), key
+    assert value('labeler', 'camera_transport') == value('predictor', 'camera_transport')

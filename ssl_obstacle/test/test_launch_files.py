@@ -154,22 +154,35 @@ def up_plan(setup: str, **options: Any) -> bringup.Plan:
     return bringup.make_plan(parser.parse_args(argv))
 
 
-#: argument values to compare the launch files and ``up`` on; options a setup's launch file
-#: does not declare are left out for it.
+#: (setups, argument values) to compare the launch files and ``up`` on (setups None: every
+#: setup); options a setup's launch file does not declare are left out for it.
 CASES = [
-    {},
-    {'namespace': 'thymio10'},
-    {'namespace': 'thymio10', 'learner': 'false', 'explorer': 'true',
-     'camera_topic': 'camera/color/image_raw', 'camera_transport': 'compressed',
-     'proximity_source': 'laser', 'checkpoint': '/tmp/robot.pt'},
-    {'world': 'pillars', 'seed': '3', 'real_time_factor': '0', 'explorer': 'false'},
-    {'controller': 'avoider'},
-    {'namespace': 'thymio10', 'switch_after_updates': '5'},
-    {'controller': 'avoider', 'switch_after_updates': '0', 'seed': '3', 'explorer': 'false',
-     'proximity_source': 'laser'},
-    {'controller': 'none', 'learner': 'false'},
-    {'controller': 'explorer', 'explorer': 'true', 'switch_after_updates': '0'},
+    (None, {}),
+    (None, {'namespace': 'thymio10'}),
+    (None, {'namespace': 'thymio10', 'trainer': 'false', 'explorer': 'true',
+            'camera_topic': 'camera/color/image_raw', 'camera_transport': 'compressed',
+            'proximity_source': 'laser', 'checkpoint': '/tmp/robot.pt'}),
+    (None, {'world': 'pillars', 'seed': '3', 'real_time_factor': '0', 'explorer': 'false'}),
+    (None, {'controller': 'avoider'}),
+    (None, {'namespace': 'thymio10', 'switch_after_updates': '5'}),
+    (None, {'controller': 'avoider', 'switch_after_updates': '0', 'seed': '3',
+            'explorer': 'false', 'proximity_source': 'laser'}),
+    (None, {'controller': 'none', 'trainer': 'false'}),
+    (None, {'controller': 'explorer', 'explorer': 'true', 'switch_after_updates': '0'}),
+    (None, {'learner': 'false'}),  # the old name
+    (None, {'learner': 'true', 'trainer': 'true', 'model_file': '/tmp/model.pt',
+            'checkpoint': '/tmp/trainer.pt', 'device': 'cuda'}),
+    (('sim',), {'robots': '3', 'seed': '2', 'world': 'walls'}),
+    (('sim',), {'robots': '2', 'namespace': 'fleet', 'controller': 'avoider',
+                'switch_after_updates': '40', 'checkpoint': '/tmp/fleet.pt'}),
+    (('sim',), {'robots': '2', 'learner': 'false', 'camera_transport': 'compressed'}),
+    (('sim',), {'robots': '1', 'namespace': 'thymio10'}),
+    (('trainer',), {'robots': '[thymio1,thymio2]', 'use_sim_time': 'true'}),
+    (('trainer',), {'robots': 'thymio1, thymio2', 'namespace': 'ws', 'checkpoint': '/tmp/a.pt'}),
 ]
+#: the cases that apply to each setup
+SETUP_CASES = [(setup, case) for setup in sorted(bringup.SETUPS)
+               for case, (setups, _) in enumerate(CASES) if setups is None or setup in setups]
 
 
 def _option(name: str, value: str) -> Any:
@@ -178,27 +191,34 @@ def _option(name: str, value: str) -> Any:
     return value
 
 
-@pytest.mark.parametrize('setup', sorted(bringup.SETUPS))
-@pytest.mark.parametrize('case', range(len(CASES)))
+def _ours(nodes: list[dict]) -> list[dict]:
+    return [n for n in nodes if n['package'] == 'ssl_obstacle']  # not Gazebo's
+
+
+def _where(nodes: list[dict]) -> list[tuple[str, str]]:
+    return sorted((n['namespace'], n['executable']) for n in nodes)
+
+
+@pytest.mark.parametrize(('setup', 'case'), SETUP_CASES)
 def test_launch_file_and_up_start_the_same_nodes_with_the_same_configuration(
         setup, case, monkeypatch):
     spec = bringup.SETUPS[setup]
     path = LAUNCH_DIR / spec.launch_file
     declared, _ = launch_plan(path, monkeypatch)
-    values = {k: v for k, v in CASES[case].items() if k in declared}
+    values = {k: v for k, v in CASES[case][1].items() if k in declared}
     _, launched_nodes = launch_plan(path, monkeypatch, **values)
-    nodes = [n for n in launched_nodes if n['package'] == 'ssl_obstacle']  # not Gazebo's
+    nodes = _ours(launched_nodes)
     plan = up_plan(setup, **{k: _option(k, v) for k, v in values.items()})
 
-    assert sorted(n['executable'] for n in nodes) == sorted(plan.nodes)
+    assert _where(nodes) == sorted((e.namespace, e.name) for e in plan.entries)
     for launched in nodes:
         name = launched['executable']
+        entry = plan.node(name, launched['namespace'])
         assert launched['package'] == 'ssl_obstacle'
         assert launched['name'] == name
         assert launched['files'] == [p.name for p in plan.param_files]
-        assert launched['namespace'] == plan.namespace
-        assert launched['overrides'] == plan.overrides[name], name
-        if launched['remaps'] or name in ('labeler', 'learner'):
+        assert launched['overrides'] == entry.overrides, entry.path
+        if launched['remaps'] or name in ('labeler', 'predictor'):
             assert launched['remaps'] == plan.remaps, name
 
 
@@ -208,12 +228,24 @@ def test_every_launched_node_is_an_installed_executable_with_existing_parameter_
     scripts = console_scripts()
     shipped = {p.name for p in (PACKAGE_DIR / 'config').glob('*.yaml')}
     _, nodes = launch_plan(path, monkeypatch)
-    ours = [n for n in nodes if n['package'] == 'ssl_obstacle']
+    ours = _ours(nodes)
     assert ours, f'{path.name} starts none of our nodes'
     for node in ours:
         assert node['executable'] in scripts
         for name in node['files']:
             assert name in shipped, f'{path.name}: {name} is not in config/'
+
+
+def test_every_setup_has_its_launch_file_and_no_launch_file_starts_the_old_learner(
+        monkeypatch):
+    files = {p.name for p in LAUNCH_DIR.glob('*.launch.py')}
+    assert {s.launch_file for s in bringup.SETUPS.values()} <= files
+    for name in sorted(files):
+        declared, nodes = launch_plan(LAUNCH_DIR / name, monkeypatch)
+        assert 'learner' not in {n['executable'] for n in nodes}, name
+        if name != 'labeler.launch.py' and 'trainer' in {n['executable'] for n in nodes}:
+            assert name == 'trainer.launch.py' or declared.get('trainer') == '', name
+            assert name == 'trainer.launch.py' or declared.get('learner') == '', name
 
 
 @pytest.mark.parametrize('setup', sorted(bringup.SETUPS))
@@ -222,12 +254,15 @@ def test_up_finds_its_parameter_files(setup):
     assert [p.name for p in plan.param_files] == [bringup.BASE_CONFIG,
                                                   bringup.SETUPS[setup].config]
     assert all(p.is_file() for p in plan.param_files)
-    args = bringup.ros_arguments(up_plan(setup, namespace='/thymio10/',
-                                         camera_topic='cam/image'))
+    plan = up_plan(setup, namespace='/thymio10/', camera_topic='cam/image')
+    args = bringup.ros_arguments(plan, ['--ros-args', '-p', 'x:=1'])
     assert args[:5] == ['--ros-args', '--params-file', str(plan.param_files[0]),
                         '--params-file', str(plan.param_files[1])]
-    assert '__ns:=/thymio10' in args
     assert 'camera/image_raw/compressed:=cam/image/compressed' in args
+    assert args[-2:] == ['-p', 'x:=1']  # the user's own, after ours
+    # The namespace is each node's own (a fleet's robots differ), not one for the process.
+    assert not any(a.startswith('__ns:=') for a in args)
+    assert {e.namespace for e in plan.entries} == {'thymio10'}
 
 
 def test_up_rejects_a_missing_parameter_file(tmp_path):
@@ -247,8 +282,10 @@ def _sections():
 @pytest.mark.parametrize(('path', 'node_name'), list(_sections()))
 def test_every_parameter_in_a_config_section_is_declared_by_that_node(
         path, node_name, tmp_path, monkeypatch):
-    monkeypatch.setenv('HOME', str(tmp_path))  # a learner's checkpoint lands here, if any
+    monkeypatch.setenv('HOME', str(tmp_path))  # a trainer's checkpoint lands here, if any
     monkeypatch.chdir(tmp_path)
+    niceness = []  # the trainer's nice would lower this test process for good
+    monkeypatch.setattr(os, 'nice', niceness.append)
     values = read_ros_parameters(path, node_name)
     context = Context()
     rclpy.init(context=context, args=['test', '--ros-args', '--params-file', str(path)])
@@ -261,6 +298,8 @@ def test_every_parameter_in_a_config_section_is_declared_by_that_node(
                 got = node.get_parameter(name).value
                 assert type(got) is type(value), (name, got, value)
                 assert got == value, name  # and the node really took the file's value
+            if node_name == 'trainer':
+                assert niceness == ([values['nice']] if values.get('nice', 0) > 0 else [])
         finally:
             if hasattr(node, 'close'):
                 node.close()
@@ -296,9 +335,9 @@ def test_controller_defaults_and_the_old_explorer_flag(setup, default, monkeypat
 
 
 @pytest.mark.parametrize('setup', ['sim', 'gazebo', 'thymio'])
-def test_a_switch_starts_the_avoider_with_it_and_the_learner(setup, monkeypatch):
+def test_a_switch_starts_the_avoider_with_it_and_the_trainer(setup, monkeypatch):
     plan = up_plan(setup, switch_after_updates=500)
-    assert 'avoider' in plan.nodes and 'learner' in plan.nodes
+    assert 'avoider' in plan.nodes and 'trainer' in plan.nodes
     assert 'explorer' not in plan.nodes
     assert plan.overrides['avoider']['switch_after_updates'] == 500
     path = LAUNCH_DIR / bringup.SETUPS[setup].launch_file
@@ -318,7 +357,11 @@ def test_a_switch_starts_the_avoider_with_it_and_the_learner(setup, monkeypatch)
     ({'controller': 'avoider', 'explorer': 'true'}, 'explorer true contradicts controller '
                                                     'avoider'),
     ({'controller': 'explorer', 'explorer': 'false'}, 'contradicts'),
-    ({'switch_after_updates': '5', 'learner': 'false'}, "waits for the learner's status"),
+    ({'switch_after_updates': '5', 'trainer': 'false'}, "waits for the trainer's status"),
+    ({'switch_after_updates': '5', 'learner': 'false'}, 'up trainer --robots <namespace>'),
+    ({'trainer': 'true', 'learner': 'false'}, 'learner false contradicts trainer true: give '
+                                              'only trainer'),
+    ({'trainer': 'false', 'learner': 'true'}, 'learner true contradicts trainer false'),
     ({'switch_after_updates': '-1'}, 'must be 0 or more'),
 ])
 @pytest.mark.parametrize('setup', ['sim', 'thymio'])
@@ -345,14 +388,15 @@ def test_up_reports_contradictions_as_an_error_message_not_a_traceback():
         bringup.run(args)
 
 
-def test_replay_has_no_controller():
-    assert bringup.SETUPS['replay'].default_controller is None
-    assert not set(up_plan('replay').nodes) & set(bringup.CONTROLLERS)
-    assert up_plan('replay', controller='none').nodes == up_plan('replay').nodes
+@pytest.mark.parametrize('setup', ['replay', 'trainer'])
+def test_replay_and_trainer_have_no_controller(setup):
+    assert bringup.SETUPS[setup].default_controller is None
+    assert not set(up_plan(setup).nodes) & set(bringup.CONTROLLERS)
+    assert up_plan(setup, controller='none').nodes == up_plan(setup).nodes
     for options in ({'controller': 'avoider'}, {'explorer': True},
                     {'switch_after_updates': 4}):
-        with pytest.raises(ValueError, match='replay starts no controller'):
-            up_plan('replay', **options)
+        with pytest.raises(ValueError, match=f'{setup} starts no controller'):
+            up_plan(setup, **options)
 
 
 @pytest.mark.parametrize('setup', sorted(bringup.SETUPS))
@@ -366,3 +410,165 @@ def test_never_two_controllers(setup):
             continue  # replay: no controller at all
         assert len(set(nodes) & set(bringup.CONTROLLERS)) <= 1, (option, nodes)
         assert len(nodes) == len(set(nodes))
+        if setup == 'sim':  # a fleet: one controller per robot, none outside them
+            plan = up_plan(setup, robots=3, **option)
+            for namespace in {e.namespace for e in plan.entries}:
+                here = [e.name for e in plan.entries if e.namespace == namespace]
+                assert len(set(here) & set(bringup.CONTROLLERS)) <= 1, (option, here)
+                assert len(here) == len(set(here))
+
+
+# ------------------------------------------------------------------ trainer and predictor
+@pytest.mark.parametrize('setup', ['thymio', 'sim', 'gazebo', 'replay'])
+def test_every_robot_setup_predicts_and_trains_unless_told(setup, monkeypatch):
+    assert {'labeler', 'predictor', 'trainer'} <= set(_launched(setup, monkeypatch))
+    for values in ({'trainer': 'false'}, {'learner': 'false'},
+                   {'trainer': 'false', 'learner': 'false'}):
+        launched = _launched(setup, monkeypatch, **values)
+        assert 'trainer' not in launched and {'labeler', 'predictor'} <= set(launched)
+    assert 'trainer' in _launched(setup, monkeypatch, learner='true')
+    assert 'learner' not in _launched(setup, monkeypatch)  # the old combined node
+
+
+def test_options_reach_the_trainer_and_the_predictor(tmp_path, monkeypatch):
+    monkeypatch.setenv('HOME', str(tmp_path))
+    plan = up_plan('thymio', checkpoint='~/t.pt', model_file='~/m.pt',
+                   camera_transport='compressed', device='cuda')
+    assert plan.node('trainer').overrides == {'checkpoint_path': str(tmp_path / 't.pt'),
+                                              'device': 'cuda'}
+    assert plan.node('predictor').overrides == {'model_file': str(tmp_path / 'm.pt'),
+                                                'camera_transport': 'compressed'}
+    assert plan.node('labeler').overrides == {'camera_transport': 'compressed'}
+    # sim time: every node of sim but the simulator, the trainer too
+    plan = up_plan('sim')
+    assert all(e.overrides.get('use_sim_time') is True for e in plan.entries
+               if e.name != 'simulator')
+    assert 'use_sim_time' not in plan.node('simulator').overrides
+
+
+def test_sim_robots_3_plans_three_robots_one_trainer_and_one_simulator(monkeypatch):
+    _, launched = launch_plan(LAUNCH_DIR / 'sim.launch.py', monkeypatch, robots='3',
+                              seed='5')
+    plan = up_plan('sim', robots=3, seed=5)
+    robots = ['robot1', 'robot2', 'robot3']
+    assert plan.robots == robots
+    assert _where(_ours(launched)) == sorted(
+        [(r, n) for r in robots for n in ('labeler', 'predictor', 'explorer')]
+        + [('', 'trainer'), ('', 'simulator')])
+    trainer = plan.node('trainer')
+    assert trainer.namespace == '' and trainer.overrides['robots'] == robots
+    simulator = plan.node('simulator')
+    assert simulator.overrides['robots'] == robots
+    assert simulator.overrides['worlds'] == ['boxes', 'pillars', 'walls']  # sim.yaml's first
+    assert simulator.overrides['seed'] == 5  # robot i: 5 + i, the simulator's rule
+    assert [plan.node('explorer', r).overrides['seed'] for r in robots] == [5, 6, 7]
+    assert plan.nodes[-1] == 'simulator'  # the clock last
+    # the simulator really takes them: one world per robot, robot i seeded seed + i
+    context = Context()
+    rclpy.init(context=context)
+    try:
+        from rclpy.parameter import Parameter
+        node = node_factory('simulator')(context=context, parameter_overrides=[
+            Parameter(k, value=v) for k, v in simulator.overrides.items()])
+        try:
+            assert node.namespaces == ['/robot1', '/robot2', '/robot3']
+            assert [r.world_name for r in node._robots] == ['boxes', 'pillars', 'walls']
+            assert [r.seed for r in node._robots] == [5, 6, 7]
+        finally:
+            node.close()
+            node.destroy_node()
+    finally:
+        rclpy.shutdown(context=context)
+
+
+def test_a_fleet_in_a_namespace_and_its_worlds_after_the_setups_world():
+    plan = up_plan('sim', robots=5, namespace='lab', world='walls')
+    robots = [f'lab/robot{i}' for i in range(1, 6)]
+    assert plan.robots == robots
+    assert plan.node('trainer').namespace == 'lab'
+    assert plan.node('trainer').overrides['robots'] == robots
+    assert plan.node('simulator').overrides['worlds'] == ['walls', 'boxes', 'pillars',
+                                                          'random', 'boxes']
+    assert {e.namespace for e in plan.entries if e.name == 'labeler'} == set(robots)
+    # one robot: no fleet, today's topics in the namespace
+    plan = up_plan('sim', robots=1, namespace='lab')
+    assert plan.robots == [] and {e.namespace for e in plan.entries} == {'lab'}
+    assert 'robots' not in plan.node('simulator').overrides
+    assert 'robots' not in plan.node('trainer').overrides
+
+
+@pytest.mark.parametrize(('text', 'robots'), [
+    ('[thymio1,thymio2]', ['thymio1', 'thymio2']),
+    ('thymio1,thymio2', ['thymio1', 'thymio2']),
+    ("['thymio1', '/thymio2/']", ['thymio1', 'thymio2']),
+    ('thymio10', ['thymio10']),
+    ('lab/thymio1, lab/thymio2', ['lab/thymio1', 'lab/thymio2']),
+    ('', []),
+    ('[]', []),
+])
+def test_trainer_launch_file_reads_robots_as_a_list_or_comma_separated(text, robots,
+                                                                        monkeypatch):
+    declared, launched = launch_plan(LAUNCH_DIR / 'trainer.launch.py', monkeypatch,
+                                     robots=text)
+    assert declared['use_sim_time'] == 'false'
+    assert declared['params'].endswith('config/thymio.yaml')  # the robots' file
+    (trainer,) = _ours(launched)
+    assert trainer['executable'] == 'trainer'
+    assert trainer['files'] == ['labeler.yaml', 'thymio.yaml']
+    assert trainer['overrides'] == ({'robots': robots} if robots else {})  # wall time
+    assert up_plan('trainer', robots=text).node('trainer').overrides == trainer['overrides']
+
+
+def test_trainer_launch_file_follows_clock_when_asked(monkeypatch):
+    _, launched = launch_plan(LAUNCH_DIR / 'trainer.launch.py', monkeypatch,
+                              robots='[robot1,robot2]', use_sim_time='true')
+    (trainer,) = _ours(launched)
+    assert trainer['overrides'] == {'robots': ['robot1', 'robot2'], 'use_sim_time': True}
+    assert up_plan('trainer', robots='robot1,robot2', use_sim_time=True).node(
+        'trainer').overrides == trainer['overrides']
+
+
+@pytest.mark.parametrize(('setup', 'values', 'message'), [
+    ('trainer', {'robots': '[thymio1,thymio1]'}, 'thymio1 is listed twice'),
+    ('trainer', {'robots': '3'}, "'3' is not a namespace"),
+    ('trainer', {'robots': 'thy-mio'}, 'is not a namespace'),
+    ('sim', {'robots': '0'}, 'robots must be 1 or more'),
+    ('sim', {'robots': 'robot1,robot2'}, 'robots must be a whole number'),
+    ('thymio', {'robots': '2'}, 'robots applies to sim'),
+    ('thymio', {'use_sim_time': 'true'}, 'use_sim_time applies to the trainer setup only'),
+    ('trainer', {'trainer': 'false'}, 'the trainer setup is the trainer alone'),
+])
+def test_robots_and_clock_options_that_do_not_fit_are_errors(setup, values, message):
+    with pytest.raises(ValueError, match=message):
+        bringup.plan_from_launch_arguments(setup, values)
+    with pytest.raises(ValueError, match=message):
+        up_plan(setup, **{k: _option(k, v) for k, v in values.items()})
+
+
+def test_up_runs_the_trainer_apart_unless_it_is_alone():
+    plan = up_plan('sim', robots=2)
+    assert [e.path for e in bringup.separate_entries(plan)] == ['/trainer']
+    assert bringup.separate_entries(up_plan('trainer')) == []  # nothing to keep apart from
+    assert bringup.separate_entries(up_plan('thymio', trainer=False)) == []
+
+
+def _imports(path: pathlib.Path) -> set[str]:
+    """Return the modules a source file imports, at the top or inside functions."""
+    import ast
+
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            names.add('.' * node.level + (node.module or ''))
+        elif isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+    return names
+
+
+def test_bringup_and_cli_import_no_cycle():
+    source = PACKAGE_DIR / 'ssl_obstacle'
+    assert not {'.cli', 'ssl_obstacle.cli'} & _imports(source / 'bringup.py')
+    assert not {'.cli', '.bringup', 'ssl_obstacle.cli', 'ssl_obstacle.bringup'} & _imports(
+        source / 'node_runner.py')
+    assert '.node_runner' in _imports(source / 'bringup.py')
+    assert '.node_runner' in _imports(source / 'cli.py')
