@@ -15,6 +15,7 @@ a new model is taken between two frames.
 from __future__ import annotations
 
 import math
+import sys
 import threading
 import time
 from typing import Any
@@ -90,7 +91,7 @@ class PredictorNode(Node):
                          'models_superseded': 0}
         #: Written by the worker only.
         self.counters = {'predicted': 0, 'no_model': 0, 'models_loaded': 0,
-                         'model_refused': 0, **{kind: 0 for kind in MODEL_KINDS},
+                         'model_refused': 0, **dict.fromkeys(MODEL_KINDS, 0),
                          'camera_refused': 0, **{f'camera_{k}': 0 for k in CAMERA_KINDS}}
         self.model: NumpyObstacleNet | None = None
         self.model_updates = 0
@@ -171,7 +172,9 @@ class PredictorNode(Node):
         busy_since = self._busy_since
         values = {**self.received, **self.counters, 'model_updates': self.model_updates,
                   'worker_busy_s': round(time.monotonic() - busy_since, 3) if busy_since
-                  else 0.0}
+                  else 0.0,
+                  # The robot's computer may have no PyTorch: nothing here may import it.
+                  'torch_loaded': 'torch' in sys.modules}
         problems = []
         if self.model is None:
             problems.append('no model yet (waiting for ssl/model; or set model_file)')
