@@ -10,6 +10,7 @@ from typing import Callable
 from diagnostic_msgs.msg import DiagnosticArray
 import numpy as np
 import pytest
+from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from ros_harness import ros_context, spinning, wait_for, wait_for_subscribers
@@ -350,6 +351,41 @@ def test_a_reset_while_paused_publishes_the_fresh_weights_it_scores_with():
             stop(node, driver)
 
 
+def test_a_float16_trainer_publishes_half_the_bytes_and_a_predictor_takes_them():
+    rng = np.random.default_rng(6)
+    with ros_context() as context:
+        node = TrainerNode(context=context, parameter_overrides=trainer_parameters(
+            model_encoding='float16'))
+        predictor = PredictorNode(context=context)
+        driver = Driver(context)
+        try:
+            with spinning(context, node, predictor, driver):
+                wait_for_subscribers([driver.labeled['']], node=node)
+                for index in range(16):
+                    driver.labeled[''].publish(labeled(synthetic_frame(rng, index)))
+                assert status_shows(driver, lambda s: s.updates > 0)
+                assert call(driver, driver.pause, SetBool.Request(data=True)).success
+                assert settled_after_pause(node, driver)
+                msg = driver.models[''][-1]
+                assert msg.encoding == 'float16'
+                assert len(msg.data) == 2 * sum(int(np.prod(shape)) for shape in
+                                                state_shapes(node.config).values())
+                received = read_model_msg(msg, SENSORS, DISTANCES)
+                for name, tensor in node.trainer._scoring_model.state_dict().items():
+                    np.testing.assert_allclose(received.state[name], tensor.numpy(), rtol=1e-3,
+                                               atol=1e-4, err_msg=name)
+                assert wait_for(lambda: predictor.model_updates == msg.updates, 30.0)
+                assert predictor.counters['model_refused'] == 0
+        finally:
+            stop(node, predictor, driver)
+
+
+def test_an_unknown_model_encoding_is_refused_at_start():
+    with ros_context() as context, pytest.raises(ValueError, match='model_encoding'):
+        TrainerNode(context=context, parameter_overrides=trainer_parameters(
+            model_encoding='bfloat16'))
+
+
 def test_a_robot_listed_twice_or_an_empty_robot_is_refused_at_start():
     with ros_context() as context:
         for robots in (['a', '/a/'], ['a', ' ']):
@@ -457,7 +493,12 @@ def test_services_are_answered_while_frames_stream_and_a_restart_resumes(tmp_pat
 
 
 def test_intake_and_diagnostics_go_on_while_the_worker_is_stuck(monkeypatch):
-    """Callbacks only enqueue (a full queue drops and counts); diagnostics never wait."""
+    """
+    Callbacks only enqueue (a full queue drops and counts); diagnostics never wait.
+
+    A service waits for the worker on the executor's second thread: frames are still taken
+    in meanwhile, and the answer comes once the worker is free.
+    """
     rng = np.random.default_rng(4)
     with ros_context() as context:
         node = TrainerNode(context=context, parameter_overrides=trainer_parameters(
@@ -474,10 +515,14 @@ def test_intake_and_diagnostics_go_on_while_the_worker_is_stuck(monkeypatch):
 
         monkeypatch.setattr(node.trainer, 'score_and_store', slow_score_and_store)
         try:
-            with spinning(context, node, driver):
+            with spinning(context, node, driver) as executors:
+                assert isinstance(executors[0], MultiThreadedExecutor)  # executor_threads = 2
                 wait_for_subscribers([driver.labeled['']], node=node)
                 driver.labeled[''].publish(labeled(synthetic_frame(rng, 0)))
                 assert stuck.wait(30.0)
+                assert driver.pause.wait_for_service(timeout_sec=30.0)
+                pausing = driver.pause.call_async(SetBool.Request(data=True))
+                assert wait_for(lambda: len(node._commands) == 1, 30.0)  # the service waits
                 for index in range(1, 31):
                     driver.labeled[''].publish(labeled(synthetic_frame(rng, index)))
                 assert wait_for(lambda: node.frames_received() == 31, 30.0)
@@ -487,7 +532,9 @@ def test_intake_and_diagnostics_go_on_while_the_worker_is_stuck(monkeypatch):
                                 and float(driver.diagnostics['worker_busy_s']) >= 1.0, 30.0), \
                     driver.diagnostics
                 assert 'labeled dropped' in driver.diagnostics_message
+                assert not pausing.done()
                 release.set()
+                assert wait_for(pausing.done, 30.0) and pausing.result().success
                 assert status_shows(driver, lambda s: s.labeled_frames == 11
                                     and s.labeled_dropped == 20)
                 assert wait_for(lambda: driver.diagnostics.get('worker_busy_s') == '0.0', 30.0)
