@@ -1,4 +1,4 @@
-"""
+r"""
 Train alone: the trainer node for one robot or a fleet whose other nodes run elsewhere.
 
 For a workstation (a GPU with device:=cuda) in the robots' ROS domain: each robot runs its
@@ -9,8 +9,8 @@ for each of them. With no robots it learns in its own namespace, for one robot.
     ros2 launch ssl_obstacle trainer.launch.py robots:=[thymio1,thymio2]
     ros2 launch ssl_obstacle trainer.launch.py robots:=thymio10 device:=cuda
     ros2 launch ssl_obstacle trainer.launch.py namespace:=thymio10 checkpoint:=/data/t10.pt
-    ros2 launch ssl_obstacle trainer.launch.py robots:=[robot1,robot2,robot3] \\
-        params:=$(ros2 pkg prefix ssl_obstacle)/share/ssl_obstacle/config/sim.yaml \\
+    ros2 launch ssl_obstacle trainer.launch.py robots:=[robot1,robot2,robot3] \
+        params:=$(ros2 pkg prefix ssl_obstacle)/share/ssl_obstacle/config/sim.yaml \
         use_sim_time:=true                              # a sim fleet on another machine
 
 robots takes launch's list syntax ([a,b]) or a comma-separated string (a,b). The parameter
@@ -28,7 +28,7 @@ from ssl_obstacle.bringup import launch_description
 SHARE = get_package_share_directory('ssl_obstacle')
 
 ARGUMENTS = [
-    ('robots', '', "namespaces of the robots to learn from, e.g. [thymio1,thymio2] or "
+    ('robots', '', 'namespaces of the robots to learn from, e.g. [thymio1,thymio2] or '
                    "thymio1,thymio2; '' = the robot of namespace"),
     ('namespace', '', "the trainer's own namespace (its services; with no robots, the one "
                       'robot it learns for)'),

@@ -262,11 +262,12 @@ _NAMESPACE = re.compile(r'[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*')
 
 def parse_robot_names(text: str | Sequence[str] | None) -> list[str]:
     """
-    Read the trainer's robots: ``[thymio1,thymio2]`` (launch's list syntax), ``thymio1,
-    thymio2``, a YAML list with quotes, or a sequence; return namespaces without slashes.
+    Read the trainer's robots; return their namespaces without slashes.
 
-    Leading and trailing slashes are dropped (the trainer takes them as absolute anyway);
-    an empty text or ``[]`` is no robot: the trainer learns in its own namespace.
+    ``[thymio1,thymio2]`` (launch's list syntax), ``thymio1,thymio2``, a YAML list with
+    quotes, or a sequence of names. Leading and trailing slashes are dropped (the trainer
+    takes the names as absolute anyway); an empty text or ``[]`` is no robot: the trainer
+    learns in its own namespace.
     """
     if text is None:
         return []
@@ -316,8 +317,8 @@ def fleet_robots(setup: Setup, robots: str | None, namespace: str) -> list[str]:
     if setup.robots == 'names':
         return parse_robot_names(robots)
     if robots not in (None, ''):
-        raise ValueError(f'robots applies to sim (how many simulated robots) and trainer (the '
-                         f"namespaces to learn from), not {setup.name}: start {setup.name} "
+        raise ValueError('robots applies to sim (how many simulated robots) and trainer (the '
+                         f'namespaces to learn from), not {setup.name}: start {setup.name} '
                          'once per robot, each with its namespace')
     return []
 
@@ -630,9 +631,9 @@ def describe(plan: Plan, separate: Sequence[PlannedNode] = ()) -> str:
 def _death_notice(child: Any, code: int, plan: Plan) -> str:
     """Say that the trainer died, what goes on without it and what to do."""
     robots = ','.join(plan.robots) or plan.namespace
-    text = (f'{child.describe_exit(code)}; the other nodes keep running (each predictor keeps '
-            'the last model it received; nothing learns any more) until Ctrl-C, and up then '
-            'exits with code 1.')
+    text = (f'error: {child.describe_exit(code)}; the other nodes keep running (each '
+            'predictor keeps the last model it received; nothing learns any more) until '
+            'Ctrl-C, and up then exits with code 1.')
     if code > 0:
         text += (' Its messages are above; on a computer without PyTorch, start this setup '
                  'with --no-trainer and the trainer on another machine: ssl-obstacle up '
@@ -646,8 +647,9 @@ def run(args: argparse.Namespace, extra: Sequence[str] = ()) -> int:
 
     Every node runs in this process but the trainer (when there are others): it runs in a
     child process (``python -m ssl_obstacle.nodes.trainer_node``) with the same parameter
-    files, remaps and ``--ros-args``, its namespace and overrides as ``-r``/``-p``, and this
-    process's environment (the DDS domain and discovery range). On Ctrl-C or SIGTERM the
+    files, remaps and ``--ros-args``, its namespace as ``-r __ns:=``, its overrides in a
+    parameter file loaded last, and this process's environment (the DDS domain and
+    discovery range, inherited as they are). On Ctrl-C or SIGTERM the
     nodes here close, then up sends the trainer SIGINT once and waits for it to write its
     last checkpoint (a second Ctrl-C kills it). If the trainer dies first, up says so at
     once (exit code or signal), the other nodes keep running (the robot keeps its
@@ -681,11 +683,11 @@ def run(args: argparse.Namespace, extra: Sequence[str] = ()) -> int:
             died = child.unexpected_exit is not None
             returned = child.stop()
             if died:
-                print(f'ssl-obstacle up: exit code 1: {child.describe_exit(returned)[7:]} '
+                print(f'ssl-obstacle up: exit code 1: {child.describe_exit(returned)} '
                       'while the other nodes ran', file=sys.stderr, flush=True)
                 code = code or 1
             elif returned != 0:
-                print(f'{child.describe_exit(returned)} while stopping', file=sys.stderr,
+                print(f'error: {child.describe_exit(returned)} while stopping', file=sys.stderr,
                       flush=True)
                 code = code or 1
     return code

@@ -133,7 +133,8 @@ class NodeProcess:
         if spec.parameters:
             args += ['--params-file', overrides_file(spec, self._directory.name)]
         self.command = [sys.executable, '-m', module, *args]
-        self._on_exit = on_exit or (lambda child, code: _say(child.describe_exit(code)))
+        self._on_exit = on_exit or (lambda child, code: _say(
+            f'error: {child.describe_exit(code)}'))
         self._stopping = threading.Event()
         self.unexpected_exit: int | None = None
         self.process = subprocess.Popen(self.command, stdin=subprocess.DEVNULL,
@@ -152,7 +153,7 @@ class NodeProcess:
             self._on_exit(self, code)
 
     def describe_exit(self, code: int) -> str:
-        """Say how the child ended, by exit code or signal."""
+        """Say how the child ended, by exit code or signal: 'the trainer (process 7) ...'."""
         name = self.spec.name
         if code < 0:
             try:
@@ -163,7 +164,7 @@ class NodeProcess:
                 how += ' (out of memory?)'
         else:
             how = f'exited with code {code}'
-        return f'error: the {name} (process {self.pid}) {how}'
+        return f'the {name} (process {self.pid}) {how}'
 
     def poll(self) -> int | None:
         """Return the child's exit code, None while it runs."""
@@ -185,10 +186,9 @@ class NodeProcess:
                 why = 'asked twice' if isinstance(error, KeyboardInterrupt) else \
                     f'still running {timeout:g} s after SIGINT'
                 _say(f'error: the {self.spec.name} (process {self.pid}) was {why}: '
-                             'killed; its last checkpoint may be missing')
+                     'killed; its last checkpoint may be missing')
                 self.process.kill()
                 self.process.wait()
         self._watcher.join(timeout=1.0)
         self._directory.cleanup()
         return self.process.returncode
-

@@ -506,8 +506,8 @@ def test_a_fleet_in_a_namespace_and_its_worlds_after_the_setups_world():
     ('', []),
     ('[]', []),
 ])
-def test_trainer_launch_file_reads_robots_as_a_list_or_comma_separated(text, robots,
-                                                                        monkeypatch):
+def test_trainer_launch_file_reads_robots_as_a_list_or_comma_separated(
+        text, robots, monkeypatch):
     declared, launched = launch_plan(LAUNCH_DIR / 'trainer.launch.py', monkeypatch,
                                      robots=text)
     assert declared['use_sim_time'] == 'false'
