@@ -572,3 +572,15 @@ def test_bringup_and_cli_import_no_cycle():
         source / 'node_runner.py')
     assert '.node_runner' in _imports(source / 'bringup.py')
     assert '.node_runner' in _imports(source / 'cli.py')
+
+
+def test_setup_installs_every_launch_and_config_file():
+    source = (PACKAGE_DIR / 'setup.py').read_text()
+    assert "glob('launch/*.launch.py')" in source and "glob('config/*.yaml')" in source
+    install = pathlib.Path(os.environ.get('SSL_INSTALL', PACKAGE_DIR.parent / 'install'))
+    installed = install / 'ssl_obstacle' / 'share' / 'ssl_obstacle'
+    if installed.is_dir():  # a colcon install space of this tree (ros2 launch reads it)
+        for folder, pattern in (('launch', '*.launch.py'), ('config', '*.yaml')):
+            for path in sorted((PACKAGE_DIR / folder).glob(pattern)):
+                assert (installed / folder / path.name).is_file(), \
+                    f'{folder}/{path.name} is not installed: run make setup'
