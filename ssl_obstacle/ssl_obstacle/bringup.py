@@ -628,16 +628,33 @@ def describe(plan: Plan, separate: Sequence[PlannedNode] = ()) -> str:
     return text
 
 
+def remote_trainer_command(plan: Plan) -> str:
+    """
+    Return the ``up`` command of a trainer for this plan's robots, for another machine.
+
+    Its trainer learns from the robots this plan's trainer would (``robots``, or the
+    robot's namespace), with the same parameter file and clock.
+    """
+    words = ['ssl-obstacle up trainer']
+    robots = plan.robots or ([plan.namespace] if plan.namespace else [])
+    if robots:
+        words.append('--robots ' + ','.join(robots))
+    if plan.param_files[-1] != config_path(SETUPS['trainer'].config):
+        words.append(f'--params {plan.param_files[-1]}')
+    if plan.setup.sim_time:
+        words.append('--use-sim-time')
+    return ' '.join(words)
+
+
 def _death_notice(child: Any, code: int, plan: Plan) -> str:
     """Say that the trainer died, what goes on without it and what to do."""
-    robots = ','.join(plan.robots) or plan.namespace
     text = (f'error: {child.describe_exit(code)}; the other nodes keep running (each '
             'predictor keeps the last model it received; nothing learns any more) until '
             'Ctrl-C, and up then exits with code 1.')
     if code > 0:
         text += (' Its messages are above; on a computer without PyTorch, start this setup '
-                 'with --no-trainer and the trainer on another machine: ssl-obstacle up '
-                 'trainer' + (f' --robots {robots}' if robots else ''))
+                 'with --no-trainer and the trainer on another machine: '
+                 + remote_trainer_command(plan))
     return text
 
 
@@ -664,6 +681,9 @@ def run(args: argparse.Namespace, extra: Sequence[str] = ()) -> int:
     separate = separate_entries(plan)
     print(f'ssl-obstacle up {plan.setup.name}: {describe(plan, separate)}; parameters '
           f'{" then ".join(map(str, plan.param_files))}', file=sys.stderr, flush=True)
+    if TRAINER in dict(plan.setup.optional) and TRAINER not in plan.nodes:
+        print('ssl-obstacle up: no trainer here; on a machine with PyTorch in this ROS '
+              f'domain: {remote_trainer_command(plan)}', file=sys.stderr, flush=True)
     ros_args = ros_arguments(plan, extra)
     children: list[Any] = []
     code = 1

@@ -356,6 +356,9 @@ def test_trainer_setup_on_a_second_machine_learns_for_the_robot(tmp_path):
     assert 'labeler, predictor in namespace /thymio10; parameters' in robot_output
     assert 'from laser proximity' in robot_output
     assert not trainer_processes(robot)
+    # the robot names the command the workstation runs here
+    assert 'no trainer here; on a machine with PyTorch in this ROS domain: ssl-obstacle up ' \
+        'trainer --robots thymio10\n' in robot_output
     assert 'trainer in namespace / for robots /thymio10' in trainer_output
     status = listener.status[-1]
     assert status.robot == '/thymio10'

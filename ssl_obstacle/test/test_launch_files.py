@@ -584,3 +584,30 @@ def test_setup_installs_every_launch_and_config_file():
             for path in sorted((PACKAGE_DIR / folder).glob(pattern)):
                 assert (installed / folder / path.name).is_file(), \
                     f'{folder}/{path.name} is not installed: run make setup'
+
+
+@pytest.mark.parametrize('options', [
+    {'setup': 'thymio', 'namespace': 'thymio10'},
+    {'setup': 'thymio'},
+    {'setup': 'sim', 'robots': 3},
+    {'setup': 'sim', 'robots': 2, 'namespace': 'lab'},
+    {'setup': 'replay', 'namespace': 'thymio10'},
+])
+def test_the_remote_trainer_command_trains_what_the_local_trainer_would(options):
+    options = dict(options)
+    setup = options.pop('setup')
+    local = up_plan(setup, **options).node('trainer')
+    command = bringup.remote_trainer_command(up_plan(setup, trainer=False, **options))
+    words = command.split()
+    assert words[:3] == ['ssl-obstacle', 'up', 'trainer']
+    parser = argparse.ArgumentParser()
+    bringup.add_arguments(parser)
+    remote = bringup.make_plan(parser.parse_args(words[2:]))
+    (trainer,) = remote.entries
+    assert trainer.name == 'trainer'
+    assert [p.name for p in remote.param_files] == [bringup.BASE_CONFIG,
+                                                    bringup.SETUPS[setup].config]
+    # the same robots and clock: in the robot's namespace, or for robots that name it
+    assert trainer.overrides.get('use_sim_time') == local.overrides.get('use_sim_time')
+    robots = local.overrides.get('robots') or ([local.namespace] if local.namespace else [])
+    assert trainer.overrides.get('robots', []) == robots
