@@ -31,7 +31,6 @@ setup(
             'simulator = ssl_obstacle.nodes.simulator_node:main',
             'explorer = ssl_obstacle.nodes.explorer_node:main',
             'avoider = ssl_obstacle.nodes.avoider_node:main',
-            'learner = ssl_obstacle.nodes.learner_node:main',
             'trainer = ssl_obstacle.nodes.trainer_node:main',
             'predictor = ssl_obstacle.nodes.predictor_node:main',
             'scan_to_range = ssl_obstacle.nodes.scan_to_range_node:main',

@@ -13,7 +13,6 @@ NODES: dict[str, str] = {
     'simulator': 'ssl_obstacle.nodes.simulator_node:SimulatorNode',
     'explorer': 'ssl_obstacle.nodes.explorer_node:ExplorerNode',
     'avoider': 'ssl_obstacle.nodes.avoider_node:AvoiderNode',
-    'learner': 'ssl_obstacle.nodes.learner_node:LearnerNode',
     'trainer': 'ssl_obstacle.nodes.trainer_node:TrainerNode',
     'predictor': 'ssl_obstacle.nodes.predictor_node:PredictorNode',
     'scan_to_range': 'ssl_obstacle.nodes.scan_to_range_node:ScanToRangeNode',
