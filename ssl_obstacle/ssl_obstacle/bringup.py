@@ -190,8 +190,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--device', help="the trainer's device: cpu or cuda (default: as in "
                                          'the parameter file)')
     parser.add_argument('--robots', metavar='N|NAMES',
-                        help='sim: N simulated robots, robot1..robotN, each with its own '
-                             'labeler, predictor and controller, one trainer for all '
+                        help='sim: N simulated robots, robot1..robotN (under --namespace if '
+                             'given), each with its own labeler, predictor and controller, '
+                             'one trainer for all '
                              '(default 1: one robot in --namespace); trainer: the namespaces '
                              'to learn from, e.g. thymio1,thymio2 (default: --namespace)')
     parser.add_argument('--use-sim-time', action='store_true', default=None,
