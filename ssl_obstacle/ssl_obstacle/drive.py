@@ -53,29 +53,25 @@ class DriveRun:
 
 
 class ModelPredictor:
-    """Predicts camera frames with a checkpoint (torch): the learner's forward pass."""
+    """Predicts camera frames with a checkpoint, as the robot's predictor does (numpy)."""
 
-    def __init__(self, path: str | pathlib.Path, device: str = 'cpu') -> None:
+    def __init__(self, path: str | pathlib.Path) -> None:
         """Load the checkpoint at ``path``; raise :class:`DriveError` if it cannot be used."""
-        import torch
+        from .core.checkpoint_reader import CheckpointError, read_checkpoint_weights
+        from .core.numpy_model import NumpyObstacleNet
 
-        from .core.checkpoint import build_model, CheckpointError, load_checkpoint
-
-        torch.set_num_threads(1)  # one frame at a time: threads cost more than they give
         try:
-            checkpoint = load_checkpoint(path, device=device)
+            weights = read_checkpoint_weights(path)
         except (FileNotFoundError, CheckpointError) as error:
             raise DriveError(str(error)) from error
         self.path = str(path)
-        self.model = build_model(checkpoint, device=device)
-        self.device = device
-        self.config = checkpoint['config']
-        self.updates = int(checkpoint['counters'].get('updates', 0))
-        params = checkpoint['params']
-        self.sensor_names = tuple(params.get('sensor_names') or LabelParams().sensor_names)
-        self.distances = tuple(float(d) for d in (params.get('distances')
-                                                  or LabelParams().distances))
+        self.config = weights.config
+        self.model = NumpyObstacleNet(weights.config, weights.state)
+        self.updates = int(weights.counters.get('updates', 0))
         expected = LabelParams()
+        names, distances = weights.grid or (expected.sensor_names, expected.distances)
+        self.sensor_names = tuple(names)
+        self.distances = tuple(float(d) for d in distances)
         if self.sensor_names != tuple(expected.sensor_names) or \
                 len(self.distances) != len(expected.distances) or \
                 not np.allclose(self.distances, expected.distances) or \
@@ -89,11 +85,9 @@ class ModelPredictor:
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
         """Return the (S, D) grid of one camera image."""
-        from .core.model import predict_probabilities
-
         started = time.perf_counter()
         small = resize_rgb(image, self.config.image_width, self.config.image_height)
-        grid = predict_probabilities(self.model, small, self.device)[0]
+        grid = self.model.predict(small)[0]
         self.seconds += time.perf_counter() - started
         self.frames += 1
         return grid
@@ -272,7 +266,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='explorer (IR only), avoider (by the model), oracle (by the exact '
                              'labels), both (explorer and avoider); default both')
     parser.add_argument('--out', required=True, help='directory for report.json and the figure')
-    parser.add_argument('--device', default='cpu', help="torch device, e.g. 'cpu' or 'cuda'")
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
 
 
@@ -290,7 +283,7 @@ def run(args: argparse.Namespace) -> int:
         if 'avoider' in controllers:
             if not args.model:
                 raise DriveError('the avoider needs a model: --model MODEL.pt')
-            predictor = ModelPredictor(args.model, args.device)
+            predictor = ModelPredictor(args.model)
         runs = [drive_run(args.world, args.seed, args.minutes, name,
                           predictor if name == 'avoider' else None, progress=progress)
                 for name in controllers]
