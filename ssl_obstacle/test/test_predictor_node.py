@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import pathlib
 import signal
@@ -30,14 +31,22 @@ from ssl_obstacle_msgs.msg import ModelWeights, ObstaclePrediction
 from std_msgs.msg import Header
 from test_trainer_node import (camera_frame, DISTANCES, HEIGHT, predicted, SENSORS, stamp_of,
                                stop, synthetic_frame, torch_predictions, WIDTH)
+import torch
 from visualization_msgs.msg import MarkerArray
 
 CONFIG = ModelConfig(image_height=HEIGHT, image_width=WIDTH)
 GRID = {'sensor_names': SENSORS, 'distances': DISTANCES}
 
 
+@functools.cache
 def trained(seed: int = 0, steps: int = 5) -> OnlineTrainer:
-    """Return a trainer that took a few steps and published them (it predicts with them)."""
+    """
+    Return a trainer that took a few steps and published them (it predicts with them).
+
+    One per arguments, shared (tests only read them). One torch thread, as the trainer node
+    trains: two threads on two loaded cores took seconds for these few steps.
+    """
+    torch.set_num_threads(1)
     trainer = OnlineTrainer(CONFIG, TrainerSettings(min_buffer=4, batch_size=4, seed=seed))
     rng = np.random.default_rng(seed)
     frames = [synthetic_frame(rng, index) for index in range(8)]
