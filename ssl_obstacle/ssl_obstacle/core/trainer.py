@@ -37,7 +37,7 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .model import augment, masked_bce_loss, ModelConfig, ObstacleNet, predict_probabilities, \
     preprocess
 from .prequential import PrequentialWindow
-from .replay import ReplayBuffer
+from .replay_buffer import ReplayBuffer
 
 _LOG = logging.getLogger(__name__)
 

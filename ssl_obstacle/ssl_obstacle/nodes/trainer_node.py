@@ -35,7 +35,7 @@ from .diagnostics import diagnostic_array
 from .qos import LABELED_FRAMES_QOS, MODEL_QOS
 from .rate_limited_log import RateLimitedLog
 from .runtime import declare_parameters, run_nodes, wall_timer
-from ..core.blocking import BlockedCompletion
+from ..core.implied_labels import BlockedCompletion
 from ..core.model import ModelConfig
 from ..core.params import LabelParams
 from ..core.trainer import OnlineTrainer, TrainerSettings, TrainerStatus

@@ -1,11 +1,11 @@
-"""The replay buffer of the online learner (core/replay.py)."""
+"""The replay buffer of the online learner (core/replay_buffer.py)."""
 
 import threading
 
 import numpy as np
 import pytest
 
-from ssl_obstacle.core.replay import ReplayBuffer
+from ssl_obstacle.core.replay_buffer import ReplayBuffer
 
 SENSORS, DISTANCES = 5, 31
 SHAPE = (8, 10, 3)
