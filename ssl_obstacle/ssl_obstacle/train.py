@@ -27,8 +27,8 @@ import h5py
 import numpy as np
 
 from . import __version__
-from .core.implied_labels import BlockedCompletion
 from .core.dataset import read_dataset
+from .core.implied_labels import BlockedCompletion
 
 if TYPE_CHECKING:  # torch loads in 2-3 s: only when training, not for every ssl-obstacle run
     import torch
@@ -378,7 +378,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def with_implied_blocking(frames: Frames, info: FileInfo) -> Frames:
-    """Return the frames with the unknown cells a sighting implies filled (core/implied_labels.py)."""
+    """Return the frames with the cells a sighting implies filled (core/implied_labels.py)."""
     completion = BlockedCompletion(info.sensor_names, info.distances)
     if not completion.active:
         return frames

@@ -4,8 +4,8 @@ import math
 
 import numpy as np
 import pytest
-from ssl_obstacle.core.implied_labels import BlockedCompletion, blocking_gaps, complete_blocked
 from ssl_obstacle.core.geometry import compose
+from ssl_obstacle.core.implied_labels import BlockedCompletion, blocking_gaps, complete_blocked
 from ssl_obstacle.core.params import DEFAULT_DISTANCES
 from ssl_obstacle.core.thymio import BODY_OFFSET, BODY_RADIUS, SENSOR_NAMES
 from ssl_obstacle.sim.ground_truth import label_grid
