@@ -2,9 +2,9 @@
 """
 Closed-loop driving: the avoider (by a model's predictions) against the IR-only explorer.
 
-Each run is ``ssl-obstacle drive``'s (:func:`ssl_obstacle.drive.drive_run`): the built-in
-world in-process, deterministic for its seed, ``--minutes`` simulated minutes from the
-seed's start pose. For every layout × seed it drives the explorer, the avoider with
+Each run is ``ssl-obstacle drive``'s (:func:`ssl_obstacle.commands.drive.drive_run`): the
+built-in world in-process, deterministic for its seed, ``--minutes`` simulated minutes from
+the seed's start pose. For every layout × seed it drives the explorer, the avoider with
 ``--model`` (e.g. the checkpoint of a 10-minute ``make demo``), the avoider with each
 ``--early-model`` (e.g. one trained for 3 simulated minutes: how early does driving by sight
 pay off?) and the oracle (the avoider fed the simulator's exact label grid: what a perfect
@@ -38,10 +38,10 @@ import time
 from typing import Any, Sequence
 
 import numpy as np
+from ssl_obstacle.commands.drive import drive_run, ModelPredictor
+from ssl_obstacle.commands.plots import write_json
 from ssl_obstacle.core.avoider import AvoiderSettings
 from ssl_obstacle.core.params import LabelParams
-from ssl_obstacle.drive import drive_run, ModelPredictor
-from ssl_obstacle.plots import write_json
 
 
 def see_nothing(image: np.ndarray) -> np.ndarray:

@@ -111,7 +111,7 @@ def write_child(path: str, minutes: float, series: str, storage: str) -> dict[st
 # ---------------------------------------------------------------------- export (child)
 def export_child(bag: str, out: str) -> dict[str, Any]:
     """Export one bag in this fresh process; report time, CPU and peak memory."""
-    from ssl_obstacle.export import export_bag
+    from ssl_obstacle.commands.export import export_bag
 
     baseline_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     cpu_before = resource.getrusage(resource.RUSAGE_SELF)

@@ -2,7 +2,7 @@
 """
 Held-out ground-truth AUC of the online learner after N simulated minutes, beside offline.
 
-The online part is the demo itself (:class:`ssl_obstacle.demo.Demo`): simulator, explorer,
+The online part is the demo itself (:class:`ssl_obstacle.commands.demo.Demo`): simulator, explorer,
 labeler and learner as ROS nodes over DDS in this process, simulated time as fast as the
 CPU allows but paced so that the learner gets ``--updates-per-second`` training steps per
 simulated second, the training world's appearance re-drawn every ``--appearance-period``
@@ -10,7 +10,7 @@ simulated seconds. Its model is then scored on a fresh run in the held-out layou
 seed) against the simulator's exact labels on every cell.
 
 The offline part trains a fresh model with ``ssl-obstacle train``'s code
-(:func:`ssl_obstacle.train.train_model`) on exactly the labeled frames the online learner
+(:func:`ssl_obstacle.commands.train.train_model`) on exactly the labeled frames the online learner
 was sent (a subscriber beside it keeps them; the pacing leaves none in flight, and a
 differing count is printed; at the default capacity its replay buffer evicts nothing),
 for as many wall-clock seconds as the online run took, with ``--offline-threads`` torch
@@ -39,11 +39,11 @@ import time
 from typing import Any
 
 import numpy as np
+from ssl_obstacle.commands.demo import add_arguments, Demo
+from ssl_obstacle.commands.evaluate import build_report
+from ssl_obstacle.commands.plots import write_json
+from ssl_obstacle.commands.train import Frames, train_model
 from ssl_obstacle.core.params import LabelParams
-from ssl_obstacle.demo import add_arguments, Demo
-from ssl_obstacle.evaluate import build_report
-from ssl_obstacle.plots import write_json
-from ssl_obstacle.train import Frames, train_model
 import torch
 
 

@@ -1,8 +1,8 @@
 """
 The ``ssl-obstacle`` command: everything a person without a full ROS install needs.
 
-Subcommands are added as the project grows; each lives in its own module and this file only
-wires them into argparse.
+``run`` and ``sim`` are defined here; every other subcommand lives in a module of its own
+in ``commands/`` and this file only wires it into argparse.
 """
 
 from __future__ import annotations
@@ -12,8 +12,6 @@ import importlib
 import os
 import sys
 from typing import Sequence
-
-from .node_runner import run_nodes
 
 
 def _add_run(subparsers: argparse._SubParsersAction) -> None:
@@ -45,6 +43,8 @@ def _ros_arguments(args: argparse.Namespace, extra: Sequence[str]) -> list[str]:
 
 
 def _run_nodes(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    from .nodes.node_runner import run_nodes
+
     return run_nodes(args.nodes, _ros_arguments(args, extra))
 
 
@@ -66,6 +66,8 @@ def _add_sim(subparsers: argparse._SubParsersAction) -> None:
 def _run_sim(args: argparse.Namespace, extra: Sequence[str]) -> int:
     from rclpy.parameter import Parameter
 
+    from .nodes.node_runner import run_nodes
+
     args.use_sim_time = False  # the simulator makes the time; the explorer follows it
     overrides = {
         'simulator': [Parameter('world', value=args.world), Parameter('seed', value=args.seed),
@@ -77,8 +79,8 @@ def _run_sim(args: argparse.Namespace, extra: Sequence[str]) -> int:
 
 
 #: Subcommands that live in a module of their own with ``add_arguments`` and ``run``:
-#: name → (module, help, description). Modules load on use: ``train`` and ``evaluate``
-#: pull in torch, which ``--help`` or ``sim`` should not wait for.
+#: name → (module of commands/, help, description). Modules load on use: ``train`` and
+#: ``evaluate`` pull in torch, which ``--help`` or ``sim`` should not wait for.
 MODULE_COMMANDS: dict[str, tuple[str, str, str]] = {
     'demo': ('demo', 'watch the robot learn: simulator, explorer, labeler, trainer, predictor',
              'Run the simulated robot, the labeler, the trainer and the predictor over DDS, then '
@@ -89,7 +91,7 @@ MODULE_COMMANDS: dict[str, tuple[str, str, str]] = {
     'export': ('export', 'label a rosbag2 (sqlite3 or mcap) into an HDF5 dataset',
                'Read a rosbag2 directory, label its camera frames with the same core as the '
                'labeler node, and write the HDF5 dataset of docs/architecture.md.'),
-    'replay': ('bag_replay', 'publish a rosbag2 into live ROS 2 topics (like ros2 bag play)',
+    'replay': ('replay', 'publish a rosbag2 into live ROS 2 topics (like ros2 bag play)',
                'Publish every recorded message of a rosbag2 (sqlite3 or mcap) at its recorded '
                'time, scaled by --rate, with /clock, loop, namespace and remap options, for '
                'machines without rosbag2.'),
@@ -108,14 +110,14 @@ MODULE_COMMANDS: dict[str, tuple[str, str, str]] = {
 
 def _add_module_command(subparsers: argparse._SubParsersAction, name: str) -> None:
     module_name, help_text, description = MODULE_COMMANDS[name]
-    module = importlib.import_module(f'{__package__}.{module_name}')
+    module = importlib.import_module(f'{__package__}.commands.{module_name}')
     parser = subparsers.add_parser(name, help=help_text, description=description)
     module.add_arguments(parser)
     parser.set_defaults(func=lambda args, extra: module.run(args))
 
 
 def _add_up(subparsers: argparse._SubParsersAction) -> None:
-    from . import bringup
+    from .commands import up
 
     parser = subparsers.add_parser(
         'up', help='bring up thymio, sim, gazebo, replay or trainer as the launch files do',
@@ -124,8 +126,8 @@ def _add_up(subparsers: argparse._SubParsersAction) -> None:
                     'trainer in a child process of its own (as ros2 launch runs it), every '
                     'other node in this process. Arguments after "--ros-args" go to ROS '
                     'unchanged (to the trainer too).')
-    bringup.add_arguments(parser)
-    parser.set_defaults(func=bringup.run)
+    up.add_arguments(parser)
+    parser.set_defaults(func=up.run)
 
 
 def build_parser() -> argparse.ArgumentParser:

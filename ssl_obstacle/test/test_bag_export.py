@@ -20,9 +20,9 @@ import threading
 import h5py
 import numpy as np
 import pytest
+from ssl_obstacle.commands.export import add_arguments, export_bag, ExportError, run
 from ssl_obstacle.core.dataset import DatasetWriter, read_dataset
 from ssl_obstacle.core.params import LabelParams
-from ssl_obstacle.export import add_arguments, export_bag, ExportError, run
 from ssl_obstacle.io.bags import (BagMessage, BagWriter, COMPRESSED_IMAGE, IMAGE,
                                   messages_from_events, ODOMETRY, RANGE, topic_name,
                                   write_bag)

@@ -31,9 +31,10 @@ from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.typesys import get_types_from_msg, get_typestore, Stores
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Range
-from ssl_obstacle.bag_replay import add_arguments, run
+from ssl_obstacle.commands.export import export_bag
+from ssl_obstacle.commands.record import record
+from ssl_obstacle.commands.replay import add_arguments, run
 from ssl_obstacle.core.dataset import read_dataset
-from ssl_obstacle.export import export_bag
 from ssl_obstacle.io.bag_player import (bag_connections, GLOBAL_TOPICS, loop_period,
                                         output_topic, parse_rate, parse_remap, passes,
                                         plan_topics, play, PlayMessage, read_pass, resolve,
@@ -41,7 +42,6 @@ from ssl_obstacle.io.bag_player import (bag_connections, GLOBAL_TOPICS, loop_per
 from ssl_obstacle.io.bags import BagReader, messages_from_events, write_bag
 from ssl_obstacle.io.messages import labeled_frame_arrays
 from ssl_obstacle.nodes.labeler_node import LabelerNode
-from ssl_obstacle.record import record
 from ssl_obstacle.sim.scripted_run import generate_run
 from ssl_obstacle_msgs.msg import LabeledFrame
 
@@ -290,7 +290,7 @@ def test_read_pass_yields_the_recorded_bytes_in_bag_order(bag_dir, storage):
 
 # ---------------------------------------------------------------------- over DDS
 def replay_command(*argv: str) -> list[str]:
-    return [sys.executable, '-m', 'ssl_obstacle.bag_replay', *argv]
+    return [sys.executable, '-m', 'ssl_obstacle.commands.replay', *argv]
 
 
 class Listener(Node):

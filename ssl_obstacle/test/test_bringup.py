@@ -32,12 +32,12 @@ from ros_harness import ros_context, spinning, wait_for, wait_for_subscribers
 from rosbags.highlevel import AnyReader
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image, LaserScan, Range
+from ssl_obstacle.commands.record import record
 from ssl_obstacle.core.params import LabelParams
 from ssl_obstacle.core.thymio import LASER_ORDER, SENSOR_NAMES
 from ssl_obstacle.io.messages import (laser_msg, odometry_msg, range_msg, rgb_to_image_msg,
                                       time_from_ns)
 from ssl_obstacle.nodes.qos import MODEL_QOS
-from ssl_obstacle.record import record
 from ssl_obstacle.sim.scripted_run import generate_run
 from ssl_obstacle_msgs.msg import LabeledFrame, LearnerStatus, ModelWeights, ObstaclePrediction
 from std_msgs.msg import Header

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 from PIL import Image
 import pytest
-from ssl_obstacle.demo import Pacer
+from ssl_obstacle.commands.demo import Pacer
 import torch
 
 

@@ -9,11 +9,11 @@ import sys
 import numpy as np
 from PIL import Image
 import pytest
+from ssl_obstacle.commands.drive import drive_run
 from ssl_obstacle.core.avoider import AvoiderSettings
 from ssl_obstacle.core.checkpoint import save_checkpoint
 from ssl_obstacle.core.model import ModelConfig, ObstacleNet
 from ssl_obstacle.core.params import LabelParams
-from ssl_obstacle.drive import drive_run
 from ssl_obstacle.sim.drive_metrics import DriveMetrics
 from ssl_obstacle.sim.simulator import SimEvent
 import torch

@@ -24,6 +24,7 @@ import pytest
 import rclpy
 from rclpy.context import Context
 from ssl_obstacle import bringup
+from ssl_obstacle.commands import up
 from ssl_obstacle.io.params_file import node_sections, read_ros_parameters
 from ssl_obstacle.nodes.registry import node_factory
 from test_packaging import console_scripts, EXTERNAL_PACKAGES
@@ -141,7 +142,7 @@ def node_plan(node: Recorded, context: dict[str, str]) -> dict[str, Any]:
 def up_plan(setup: str, **options: Any) -> bringup.Plan:
     """Return what ``ssl-obstacle up SETUP`` with these options would start."""
     parser = argparse.ArgumentParser()
-    bringup.add_arguments(parser)
+    up.add_arguments(parser)
     argv = [setup]
     for name, value in options.items():
         flag = '--' + name.replace('_', '-')
@@ -382,10 +383,10 @@ def test_launch_arguments_of_the_wrong_kind_are_named(monkeypatch):
 
 def test_up_reports_contradictions_as_an_error_message_not_a_traceback():
     parser = argparse.ArgumentParser()
-    bringup.add_arguments(parser)
+    up.add_arguments(parser)
     args = parser.parse_args(['sim', '--controller', 'explorer', '--switch-after-updates', '3'])
     with pytest.raises(SystemExit, match=r'^error: switch_after_updates 3'):
-        bringup.run(args)
+        up.run(args)
 
 
 @pytest.mark.parametrize('setup', ['replay', 'trainer'])
@@ -547,31 +548,68 @@ def test_robots_and_clock_options_that_do_not_fit_are_errors(setup, values, mess
 
 def test_up_runs_the_trainer_apart_unless_it_is_alone():
     plan = up_plan('sim', robots=2)
-    assert [e.path for e in bringup.separate_entries(plan)] == ['/trainer']
-    assert bringup.separate_entries(up_plan('trainer')) == []  # nothing to keep apart from
-    assert bringup.separate_entries(up_plan('thymio', trainer=False)) == []
+    assert [e.path for e in up.separate_entries(plan)] == ['/trainer']
+    assert up.separate_entries(up_plan('trainer')) == []  # nothing to keep apart from
+    assert up.separate_entries(up_plan('thymio', trainer=False)) == []
 
 
 def _imports(path: pathlib.Path) -> set[str]:
-    """Return the modules a source file imports, at the top or inside functions."""
+    """
+    Return the package's modules a source file imports, at the top or inside functions.
+
+    Names are absolute (``ssl_obstacle.commands.up``); ``from X import name`` counts as
+    importing ``X`` and, when it is one, the module ``X.name``.
+    """
     import ast
 
+    source = PACKAGE_DIR / 'ssl_obstacle'
+    parts = list(path.relative_to(PACKAGE_DIR).with_suffix('').parts)
+    package = parts if parts[-1] == '__init__' else parts[:-1]
+    package = [part for part in package if part != '__init__']
     names = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom):
-            names.add('.' * node.level + (node.module or ''))
+            base = package[:len(package) - node.level + 1] if node.level else []
+            module = '.'.join(base + ([node.module] if node.module else []))
+            names.add(module)
+            for alias in node.names:
+                target = source.parent.joinpath(*f'{module}.{alias.name}'.split('.'))
+                if target.with_suffix('.py').is_file() or target.is_dir():
+                    names.add(f'{module}.{alias.name}')
         elif isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
-    return names
+    return {name for name in names if name.split('.')[0] == 'ssl_obstacle'}
 
 
 def test_bringup_and_cli_import_no_cycle():
+    """
+    The launch files' library, the commands and the command line import downwards only.
+
+    bringup.py (what the launch files and ``up`` start) imports no command and not the
+    command line; nodes/node_runner.py (running nodes, the trainer as a child process)
+    imports neither the bringup nor a command; commands/up.py uses both and no command line;
+    no module outside commands/ imports one (but cli.py, which wires them), and no module
+    imports cli.py (but ``__main__``).
+    """
     source = PACKAGE_DIR / 'ssl_obstacle'
-    assert not {'.cli', 'ssl_obstacle.cli'} & _imports(source / 'bringup.py')
-    assert not {'.cli', '.bringup', 'ssl_obstacle.cli', 'ssl_obstacle.bringup'} & _imports(
-        source / 'node_runner.py')
-    assert '.node_runner' in _imports(source / 'bringup.py')
-    assert '.node_runner' in _imports(source / 'cli.py')
+    commands = {'ssl_obstacle.commands'} | {f'ssl_obstacle.commands.{path.stem}'
+                                            for path in (source / 'commands').glob('*.py')}
+    cli = {'ssl_obstacle.cli'}
+    assert not (cli | commands) & _imports(source / 'bringup.py')
+    assert not (cli | commands | {'ssl_obstacle.bringup'}) & _imports(
+        source / 'nodes' / 'node_runner.py')
+    up_imports = _imports(source / 'commands' / 'up.py')
+    assert {'ssl_obstacle.bringup', 'ssl_obstacle.nodes.node_runner'} <= up_imports
+    assert 'ssl_obstacle.nodes.node_runner' in _imports(source / 'cli.py')
+    assert 'ssl_obstacle.commands.up' in _imports(source / 'cli.py')
+    for path in sorted(source.rglob('*.py')):
+        imported = _imports(path)
+        if path.name not in ('cli.py', '__main__.py'):
+            assert not cli & imported, f'{path.relative_to(source)} imports the command line'
+        if path.parent.name != 'commands' and path.name != 'cli.py':
+            assert not commands & imported, f'{path.relative_to(source)} imports a command'
+    for path in sorted((PACKAGE_DIR / 'launch').glob('*.launch.py')):
+        assert not (cli | commands) & _imports(path), path.name
 
 
 def test_setup_installs_every_launch_and_config_file():
@@ -597,11 +635,11 @@ def test_the_remote_trainer_command_trains_what_the_local_trainer_would(options)
     options = dict(options)
     setup = options.pop('setup')
     local = up_plan(setup, **options).node('trainer')
-    command = bringup.remote_trainer_command(up_plan(setup, trainer=False, **options))
+    command = up.remote_trainer_command(up_plan(setup, trainer=False, **options))
     words = command.split()
     assert words[:3] == ['ssl-obstacle', 'up', 'trainer']
     parser = argparse.ArgumentParser()
-    bringup.add_arguments(parser)
+    up.add_arguments(parser)
     remote = bringup.make_plan(parser.parse_args(words[2:]))
     (trainer,) = remote.entries
     assert trainer.name == 'trainer'

@@ -8,9 +8,9 @@ import sys
 
 import pytest
 from rosbags.rosbag2 import Reader
+from ssl_obstacle.commands.record import record
 from ssl_obstacle.core.dataset import read_dataset
 from ssl_obstacle.io.bags import project_typestore
-from ssl_obstacle.record import record
 
 SECONDS = 20.0
 

@@ -2,8 +2,8 @@
 ``ssl-obstacle train DATA.h5 [DATA.h5 …] --out MODEL.pt``: train the model offline.
 
 The same network, preprocessing, loss and augmentation as the online learner
-(:mod:`.core.model`), trained with Adam on exported datasets. Validation is split by file
-(with several files the last ones are held out; with one, a contiguous tail), because
+(:mod:`ssl_obstacle.core.model`), trained with Adam on exported datasets. Validation is split
+by file (with several files the last ones are held out; with one, a contiguous tail), because
 neighbouring frames of one run are nearly identical: a random split would score the model
 on frames it has practically seen. The model with the best validation AUC is kept.
 
@@ -26,14 +26,14 @@ from typing import Any, Callable, Sequence, TYPE_CHECKING
 import h5py
 import numpy as np
 
-from . import __version__
-from .core.dataset import read_dataset
-from .core.implied_labels import BlockedCompletion
+from .. import __version__
+from ..core.dataset import read_dataset
+from ..core.implied_labels import BlockedCompletion
 
 if TYPE_CHECKING:  # torch loads in 2-3 s: only when training, not for every ssl-obstacle run
     import torch
 
-    from .core.model import ModelConfig, ObstacleNet
+    from ..core.model import ModelConfig, ObstacleNet
 
 
 class TrainError(RuntimeError):
@@ -160,8 +160,8 @@ def evaluate_loss_auc(model: ObstacleNet, images: np.ndarray, labels: np.ndarray
     """Return (masked BCE over known cells, mean cell AUC) of ``model`` on a frame set."""
     import torch
 
-    from .core.metrics import auc_grid, auc_mean
-    from .core.model import masked_bce_loss, preprocess
+    from ..core.metrics import auc_grid, auc_mean
+    from ..core.model import masked_bce_loss, preprocess
 
     if len(labels) == 0:
         return float('nan'), float('nan')
@@ -212,7 +212,7 @@ def train_model(train: Frames, val: Frames | None = None, *, config: ModelConfig
     import torch
     from tqdm import tqdm
 
-    from .core.model import augment, masked_bce_loss, ModelConfig, ObstacleNet, preprocess
+    from ..core.model import augment, masked_bce_loss, ModelConfig, ObstacleNet, preprocess
 
     # As the loss approaches zero, gradients and Adam's moments become denormal floats,
     # which the CPU handles up to 100x slower: flush them to zero (process-wide, harmless).
@@ -337,7 +337,7 @@ def _check_args(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Train and write the checkpoint; 0 on success, 2 with ``error: ...`` when it cannot."""
-    from .core.checkpoint import save_checkpoint
+    from ..core.checkpoint import save_checkpoint
 
     try:
         _check_args(args)

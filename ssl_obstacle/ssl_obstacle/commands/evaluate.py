@@ -19,9 +19,9 @@ from typing import Any, Mapping, Sequence, TYPE_CHECKING
 import h5py
 import numpy as np
 
-from .core.metrics import (auc_by_band, auc_by_distance, auc_grid, auc_mean,
-                           bootstrap_auc_by_distance_ci, bootstrap_auc_ci)
 from .train import check_compatible, inspect_dataset, TrainError
+from ..core.metrics import (auc_by_band, auc_by_distance, auc_grid, auc_mean,
+                            bootstrap_auc_by_distance_ci, bootstrap_auc_ci)
 
 if TYPE_CHECKING:  # torch and matplotlib load in seconds: only when evaluating
     import torch
@@ -139,7 +139,7 @@ def predict_datasets(model: torch.nn.Module, paths: Sequence[str], device: str =
     Images are read ``READ_CHUNK`` frames at a time, so memory holds only the (N, S, D)
     arrays whatever the datasets' length.
     """
-    from .core.model import predict_probabilities
+    from ..core.model import predict_probabilities
 
     probabilities, labels = [], []
     for path in paths:
@@ -162,7 +162,7 @@ def predict_datasets(model: torch.nn.Module, paths: Sequence[str], device: str =
 def evaluate_files(model_path: str, data: Sequence[str], *, device: str = 'cpu',
                    n_boot: int = 200, seed: int = 0) -> dict[str, Any]:
     """Return the :func:`build_report` of a checkpoint on dataset files (checked to match)."""
-    from .core.checkpoint import build_model, CheckpointError, load_checkpoint
+    from ..core.checkpoint import build_model, CheckpointError, load_checkpoint
 
     try:
         checkpoint = load_checkpoint(model_path, device=device)

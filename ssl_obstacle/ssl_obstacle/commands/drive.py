@@ -22,15 +22,15 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from .core.avoider import Avoider, AvoiderSettings
-from .core.explorer import Explorer
-from .core.params import LabelParams
-from .io.conversions import resize_rgb
-from .sim.camera import CameraModel, Renderer
-from .sim.closed_loop import ClosedLoop
-from .sim.drive_metrics import DriveMetrics
-from .sim.simulator import SimEvent, SimSettings, Simulator
-from .sim.world import make_world, World, WORLD_NAMES
+from ..core.avoider import Avoider, AvoiderSettings
+from ..core.explorer import Explorer
+from ..core.params import LabelParams
+from ..io.conversions import resize_rgb
+from ..sim.camera import CameraModel, Renderer
+from ..sim.closed_loop import ClosedLoop
+from ..sim.drive_metrics import DriveMetrics
+from ..sim.simulator import SimEvent, SimSettings, Simulator
+from ..sim.world import make_world, World, WORLD_NAMES
 
 CONTROLLERS = ('explorer', 'avoider', 'oracle')
 
@@ -57,8 +57,8 @@ class ModelPredictor:
 
     def __init__(self, path: str | pathlib.Path) -> None:
         """Load the checkpoint at ``path``; raise :class:`DriveError` if it cannot be used."""
-        from .core.checkpoint_reader import CheckpointError, read_checkpoint_weights
-        from .core.numpy_model import NumpyObstacleNet
+        from ..core.checkpoint_reader import CheckpointError, read_checkpoint_weights
+        from ..core.numpy_model import NumpyObstacleNet
 
         try:
             weights = read_checkpoint_weights(path)

@@ -20,15 +20,15 @@ from typing import Any
 from rclpy.serialization import serialize_message
 from tqdm import tqdm
 
-from .core.explorer import Explorer
-from .core.params import LabelParams
-from .core.thymio import SENSOR_NAMES
-from .io.bags import BagWriter, topic_name
-from .io.sim_messages import SimMessages
-from .sim.camera import CameraModel, Renderer
-from .sim.closed_loop import ClosedLoop
-from .sim.simulator import SimSettings, Simulator
-from .sim.world import make_world, WORLD_NAMES
+from ..core.explorer import Explorer
+from ..core.params import LabelParams
+from ..core.thymio import SENSOR_NAMES
+from ..io.bags import BagWriter, topic_name
+from ..io.sim_messages import SimMessages
+from ..sim.camera import CameraModel, Renderer
+from ..sim.closed_loop import ClosedLoop
+from ..sim.simulator import SimSettings, Simulator
+from ..sim.world import make_world, WORLD_NAMES
 
 
 def ros_type_name(message: Any) -> str:

@@ -9,7 +9,7 @@ current model is also scored on frames of a world it never drives in, which give
 held-out learning curve. At the end a fresh run in an unseen layout and seed is scored
 against the simulator's exact labels on every cell, and the run folder gets the report,
 plots, the final checkpoint and a log. Last, the learned model drives that held-out world
-(:mod:`ssl_obstacle.drive`), then the explorer does, from the same start: near-hits per
+(:mod:`ssl_obstacle.commands.drive`), then the explorer does, from the same start: near-hits per
 metre, speed and collisions side by side.
 
 Two choices make the held-out figure mean something: the training world's colours,
@@ -33,14 +33,14 @@ from typing import Any, Callable
 import numpy as np
 import yaml
 
-from .core.explorer import Explorer
-from .core.metrics import auc_grid, auc_mean
-from .core.params import LabelParams
-from .io.conversions import resize_rgb
-from .sim.camera import CameraModel, Renderer
-from .sim.closed_loop import ClosedLoop
-from .sim.simulator import SimSettings, Simulator
-from .sim.world import make_world, WORLD_NAMES
+from ..core.explorer import Explorer
+from ..core.metrics import auc_grid, auc_mean
+from ..core.params import LabelParams
+from ..io.conversions import resize_rgb
+from ..sim.camera import CameraModel, Renderer
+from ..sim.closed_loop import ClosedLoop
+from ..sim.simulator import SimSettings, Simulator
+from ..sim.world import make_world, WORLD_NAMES
 
 LOG = logging.getLogger('ssl_obstacle.demo')
 
@@ -164,7 +164,7 @@ class Demo:
         import rclpy
         from rclpy.context import Context
 
-        from .nodes.runtime import start_executors, stop_executors
+        from ..nodes.runtime import start_executors, stop_executors
 
         args = self.args
         LOG.info('preparing the held-out curve set (%s, seed %d)', args.heldout_world,
@@ -236,10 +236,10 @@ class Demo:
         """Create each robot's explorer, labeler and predictor, and the one trainer."""
         from rclpy.parameter import Parameter
 
-        from .nodes.explorer_node import ExplorerNode
-        from .nodes.labeler_node import LabelerNode
-        from .nodes.predictor_node import PredictorNode
-        from .nodes.trainer_node import TrainerNode
+        from ..nodes.explorer_node import ExplorerNode
+        from ..nodes.labeler_node import LabelerNode
+        from ..nodes.predictor_node import PredictorNode
+        from ..nodes.trainer_node import TrainerNode
 
         args = self.args
         sim_time = [Parameter('use_sim_time', value=True)]
@@ -274,7 +274,7 @@ class Demo:
     def _simulator(self, context: Any) -> Any:
         from rclpy.parameter import Parameter
 
-        from .nodes.simulator_node import SimulatorNode
+        from ..nodes.simulator_node import SimulatorNode
 
         args = self.args
         robots = [n for n in self.namespaces() if n]
@@ -420,8 +420,8 @@ def _frame_tap(context: Any) -> Any:
     from rclpy.parameter import Parameter
     from ssl_obstacle_msgs.msg import LabeledFrame
 
-    from .io.messages import labeled_frame_arrays
-    from .nodes.labeler_node import LABELED_FRAMES_QOS
+    from ..io.messages import labeled_frame_arrays
+    from ..nodes.labeler_node import LABELED_FRAMES_QOS
 
     class FrameTap(Node):
         """Subscribes as the learner does (same QoS) and keeps images and labels."""

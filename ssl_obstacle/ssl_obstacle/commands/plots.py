@@ -18,7 +18,7 @@ import matplotlib
 from matplotlib.figure import Figure
 import numpy as np
 
-from .core.atomic_file import atomic_output
+from ..core.atomic_file import atomic_output
 
 
 def json_ready(value: Any) -> Any:

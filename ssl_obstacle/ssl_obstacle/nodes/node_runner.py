@@ -5,7 +5,7 @@ Run nodes of this package: several in this process, or one in a child process of
 every node of its setup here but the trainer, which it starts as a child process (as ``ros2
 launch`` runs each node in a process of its own), so that prediction never shares an
 interpreter, and its lock, with training. This module imports neither the command line nor
-the bringup, which both import it.
+``commands/up.py`` nor the bringup: the first two import it.
 """
 
 from __future__ import annotations
@@ -43,8 +43,8 @@ def run_nodes(nodes: Sequence[str | NodeSpec], ros_args: Sequence[str],
     """
     from rclpy.parameter import Parameter
 
-    from .nodes import runtime
-    from .nodes.registry import node_factory
+    from . import runtime
+    from .registry import node_factory
 
     factories = []
     try:
@@ -116,7 +116,7 @@ class NodeProcess:
 
     def __init__(self, spec: NodeSpec, ros_args: Sequence[str],
                  on_exit: Callable[[NodeProcess, int], None] | None = None) -> None:
-        from .nodes.registry import NODES
+        from .registry import NODES
 
         if spec.name not in NODES:
             raise KeyError(f'unknown node {spec.name!r}; known: {", ".join(sorted(NODES))}')

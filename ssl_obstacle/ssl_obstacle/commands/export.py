@@ -2,9 +2,10 @@
 ``ssl-obstacle export BAG --out DATA.h5``: label a recorded run offline into a dataset file.
 
 The bag is read with rosbags and fed, message by message in bag order, to the same
-:class:`~.io.pipeline.LabelingPipeline` the live labeler node uses, so a dataset exported
-from a bag holds the frames and labels the node would have published while it was recorded.
-The output appears only when complete (see :class:`~.core.dataset.DatasetWriter`).
+:class:`~ssl_obstacle.io.pipeline.LabelingPipeline` the live labeler node uses, so a
+dataset exported from a bag holds the frames and labels the node would have published while
+it was recorded. The output appears only when complete (see
+:class:`~ssl_obstacle.core.dataset.DatasetWriter`).
 """
 
 from __future__ import annotations
@@ -23,13 +24,13 @@ from typing import Any, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from . import __version__
-from .core.dataset import DatasetWriter
-from .core.params import LabelParams
-from .io.bags import (BagError, BagReader, feed_pipeline, FeedStats, message_count,
-                      plan_streams, Stream)
-from .io.params_file import load_labeler_config, unknown_parameters
-from .io.pipeline import InputSettings, LabelingPipeline
+from .. import __version__
+from ..core.dataset import DatasetWriter
+from ..core.params import LabelParams
+from ..io.bags import (BagError, BagReader, feed_pipeline, FeedStats, message_count,
+                       plan_streams, Stream)
+from ..io.params_file import load_labeler_config, unknown_parameters
+from ..io.pipeline import InputSettings, LabelingPipeline
 
 
 class ExportError(RuntimeError):

@@ -5,8 +5,8 @@ For machines without rosbag2 (the wheel environment): the bag is read with rosba
 or mcap, a bag directory or a bare ``.mcap``/``.db3`` file) and every recorded message is
 published as its recorded CDR bytes at its recorded time, scaled by ``--rate``, optionally
 with ``/clock`` for ``use_sim_time`` nodes and in a loop. What is published when is decided by
-:mod:`ssl_obstacle.io.bag_player`; :class:`~.nodes.bag_player_node.BagPlayerNode` owns the
-publishers.
+:mod:`ssl_obstacle.io.bag_player`;
+:class:`~ssl_obstacle.nodes.bag_player_node.BagPlayerNode` owns the publishers.
 
 Exit codes as ``export``: 0 when the bag was played to its end, 2 with one ``error: …`` line
 (missing, truncated or corrupt bag, bad option), 130 on Ctrl-C (the normal way to stop
@@ -24,11 +24,11 @@ from typing import Any, Sequence
 
 from tqdm import tqdm
 
-from .io.bag_player import (bag_connections, DEFAULT_CLOCK_HZ, loop_period,
-                            normalize_namespace, parse_rate, parse_remap, passes, plan_topics,
-                            play, PlayStats, read_pass, resolve, schedule, Timeline,
-                            topic_counts, TopicPlan)
-from .io.bags import BagError, BagReader
+from ..io.bag_player import (bag_connections, DEFAULT_CLOCK_HZ, loop_period,
+                             normalize_namespace, parse_rate, parse_remap, passes, plan_topics,
+                             play, PlayStats, read_pass, resolve, schedule, Timeline,
+                             topic_counts, TopicPlan)
+from ..io.bags import BagError, BagReader
 
 
 class ReplayError(RuntimeError):
@@ -169,7 +169,7 @@ def replay(bag: BagReader, plans: Sequence[TopicPlan], args: argparse.Namespace,
     import rclpy
     from rclpy.context import Context
 
-    from .nodes.bag_player_node import BagPlayerNode
+    from ..nodes.bag_player_node import BagPlayerNode
 
     first, last, count = bag.time_range()
     context = Context()
@@ -246,8 +246,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``replay`` on its own (``python -m ssl_obstacle.bag_replay BAG …``)."""
-    from .interrupts import interrupt_on_signals
+    """Run ``replay`` on its own (``python -m ssl_obstacle.commands.replay BAG …``)."""
+    from ..interrupts import interrupt_on_signals
 
     interrupt_on_signals()
     parser = argparse.ArgumentParser(prog='ssl-obstacle replay',
