@@ -10,7 +10,7 @@ simulated seconds. Its model is then scored on a fresh run in the held-out layou
 seed) against the simulator's exact labels on every cell.
 
 The offline part trains a fresh model with ``ssl-obstacle train``'s code
-(:func:`ssl_obstacle.commands.train.train_model`) on exactly the labeled frames the online learner
+(:func:`ssl_obstacle.core.training.train_model`) on exactly the labeled frames the online learner
 was sent (a subscriber beside it keeps them; the pacing leaves none in flight, and a
 differing count is printed; at the default capacity its replay buffer evicts nothing),
 for as many wall-clock seconds as the online run took, with ``--offline-threads`` torch
@@ -40,10 +40,10 @@ from typing import Any
 
 import numpy as np
 from ssl_obstacle.commands.demo import add_arguments, Demo
-from ssl_obstacle.commands.evaluate import build_report
 from ssl_obstacle.commands.plots import write_json
-from ssl_obstacle.commands.train import Frames, train_model
+from ssl_obstacle.core.evaluation import build_report
 from ssl_obstacle.core.params import LabelParams
+from ssl_obstacle.core.training import Frames, train_model
 import torch
 
 
@@ -65,7 +65,7 @@ def summary(report: dict[str, Any]) -> dict[str, Any]:
 
 def offline(frames: Frames, seconds: float, threads: int, seed: int,
             heldout: tuple[np.ndarray, np.ndarray]) -> dict[str, Any]:
-    """Train with train.py's code for ``seconds`` of wall time; score on the held-out set."""
+    """Train with core/training.py for ``seconds`` of wall time; score on the held-out set."""
     from ssl_obstacle.core.model import predict_probabilities
 
     previous = torch.get_num_threads()

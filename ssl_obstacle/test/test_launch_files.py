@@ -555,7 +555,7 @@ def test_up_runs_the_trainer_apart_unless_it_is_alone():
 
 def _imports(path: pathlib.Path) -> set[str]:
     """
-    Return the package's modules a source file imports, at the top or inside functions.
+    Return the modules a source file imports, at the top or inside functions.
 
     Names are absolute (``ssl_obstacle.commands.up``); ``from X import name`` counts as
     importing ``X`` and, when it is one, the module ``X.name``.
@@ -578,7 +578,7 @@ def _imports(path: pathlib.Path) -> set[str]:
                     names.add(f'{module}.{alias.name}')
         elif isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
-    return {name for name in names if name.split('.')[0] == 'ssl_obstacle'}
+    return names
 
 
 def test_bringup_and_cli_import_no_cycle():
@@ -589,7 +589,8 @@ def test_bringup_and_cli_import_no_cycle():
     command line; nodes/node_runner.py (running nodes, the trainer as a child process)
     imports neither the bringup nor a command; commands/up.py uses both and no command line;
     no module outside commands/ imports one (but cli.py, which wires them), and no module
-    imports cli.py (but ``__main__``).
+    imports cli.py (but ``__main__``). core/ (the method) imports nothing of ROS and nothing of
+    the package but core/.
     """
     source = PACKAGE_DIR / 'ssl_obstacle'
     commands = {'ssl_obstacle.commands'} | {f'ssl_obstacle.commands.{path.stem}'
@@ -610,6 +611,13 @@ def test_bringup_and_cli_import_no_cycle():
             assert not commands & imported, f'{path.relative_to(source)} imports a command'
     for path in sorted((PACKAGE_DIR / 'launch').glob('*.launch.py')):
         assert not (cli | commands) & _imports(path), path.name
+    for path in sorted((source / 'core').glob('*.py')):
+        for name in _imports(path):
+            top = name.split('.')[0]
+            assert top not in ('rclpy', 'launch', 'launch_ros') and not top.endswith('_msgs'), \
+                f'core/{path.name} imports {name}'
+            assert top != 'ssl_obstacle' or name.startswith('ssl_obstacle.core'), \
+                f'core/{path.name} imports {name}'
 
 
 def test_setup_installs_every_launch_and_config_file():

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from ssl_obstacle.cli import main
-from ssl_obstacle.commands.train import FileInfo, Frames, split_by_file, train_model
 from ssl_obstacle.core.checkpoint import build_model, load_checkpoint
 from ssl_obstacle.core.dataset import DatasetWriter
 from ssl_obstacle.core.metrics import auc_grid, auc_mean
 from ssl_obstacle.core.model import predict_probabilities
+from ssl_obstacle.core.training import FileInfo, Frames, split_by_file, train_model
 import torch
 
 torch.set_num_threads(1)  # 2 threads spin badly when other tests share the CPUs

@@ -339,8 +339,9 @@ class Demo:
 
     def _evaluate(self, trainer: Any, collisions: int, labeler_counters: dict[str, Any],
                   predictor_counters: dict[str, Any]) -> dict[str, Any]:
-        from .evaluate import build_report, write_report
+        from .evaluate import write_report
         from .plots import plot_examples, plot_learning_curve
+        from ..core.evaluation import build_report
 
         args = self.args
         LOG.info('held-out evaluation: %s, seed %d, %.1f simulated minutes',
@@ -555,7 +556,7 @@ def _example_indices(labels: np.ndarray, count: int) -> np.ndarray:
 
 def run(args: argparse.Namespace) -> int:
     """Run the demo; print a short table and the run folder last."""
-    from .evaluate import format_table
+    from ..core.evaluation import format_table
 
     stamp = datetime.datetime.now().strftime('%Y%m%d-%H%M%S')
     out = pathlib.Path(args.out or f'runs/demo-{stamp}')
