@@ -70,18 +70,27 @@ def test_a_trainer_killed_mid_save_restarts_from_its_last_complete_checkpoint(tm
 NAMESPACE = '/crash'
 
 
-def start_trainer(path: pathlib.Path, log: pathlib.Path) -> subprocess.Popen:
-    """Start a trainer node in a process of its own (this run's DDS environment)."""
+def ros_value(value) -> str:
+    """Return a parameter value as ``--ros-args -p name:=value`` reads it (20.0 a double)."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return '[' + ','.join(str(v) for v in value) + ']'
+    return str(value)
+
+
+def start_trainer(log: pathlib.Path, namespace: str = NAMESPACE,
+                  **overrides) -> subprocess.Popen:
+    """Start a small trainer node in a process of its own (this run's DDS environment)."""
     parameters = {'image_width': WIDTH, 'image_height': HEIGHT, 'min_buffer': 8,
                   'batch_size': 8, 'buffer_size': 500, 'max_updates_per_second': 20.0,
-                  'publish_period': 0.2, 'status_period': 0.2, 'checkpoint_path': str(path),
-                  'checkpoint_period': 0.3, 'resume': True}
+                  'publish_period': 0.2, 'status_period': 0.2, **overrides}
     args = [sys.executable, '-m', 'ssl_obstacle.nodes.trainer_node', '--ros-args',
-            '-r', f'__ns:={NAMESPACE}']
+            '-r', f'__ns:={namespace}']
     for name, value in parameters.items():
-        text = str(value).lower() if isinstance(value, bool) else \
-            repr(value) if isinstance(value, float) else str(value)  # 20.0 stays a double
-        args += ['-p', f'{name}:={text}']
+        args += ['-p', f'{name}:={ros_value(value)}']
     with open(log, 'a', encoding='utf-8') as output:
         return subprocess.Popen(args, stdout=output, stderr=subprocess.STDOUT)
 
@@ -110,7 +119,8 @@ def test_predictors_outlive_a_killed_trainer_and_a_restart_resumes_from_its_chec
         tmp_path):
     path = tmp_path / 'trainer.pt'
     log = tmp_path / 'trainer.log'
-    processes = [start_trainer(path, log)]
+    checkpoints = {'checkpoint_path': str(path), 'checkpoint_period': 0.3, 'resume': True}
+    processes = [start_trainer(log, **checkpoints)]
     try:
         with ros_context() as context:
             predictor = PredictorNode(context=context, namespace=NAMESPACE, parameter_overrides=[
@@ -156,7 +166,7 @@ def test_predictors_outlive_a_killed_trainer_and_a_restart_resumes_from_its_chec
 
                     # A restart resumes from it: its first model holds at least those updates.
                     models = len(driver.models[''])
-                    processes.append(start_trainer(path, log))
+                    processes.append(start_trainer(log, **checkpoints))
                     assert wait_for(lambda: any(m.trainer != old_trainer
                                                 for m in driver.models[''][models:]), 120.0), \
                         log.read_text()
