@@ -57,10 +57,10 @@ def test_three_labelers_feed_one_trainer_whose_model_reaches_three_predictors(tm
     try:
         with ros_context() as context:
             labelers = {robot: labeler(context, robot) for robot in ROBOTS}
+            quiet = [Parameter('publish_overlay', value=False),
+                     Parameter('publish_markers', value=False)]
             predictors = {robot: PredictorNode(context=context, namespace=robot,
-                                               parameter_overrides=[
-                Parameter('publish_overlay', value=False),
-                Parameter('publish_markers', value=False)]) for robot in ROBOTS}
+                                               parameter_overrides=quiet) for robot in ROBOTS}
             players = {robot: StreamPlayer(context, namespace=robot) for robot in ROBOTS}
             watchers = {robot: Watcher(context, robot) for robot in ('', *ROBOTS)}
             nodes = [*labelers.values(), *predictors.values(), *players.values(),
