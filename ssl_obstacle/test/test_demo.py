@@ -55,9 +55,9 @@ def test_demo_runs_end_to_end_and_writes_every_file(tmp_path):
     trained_for = curve[-1]['sim_seconds'] - pacing['trainable_since_sim_seconds']
     assert report['training']['updates'] >= 3.0 * trained_for - 5
     assert report['settings']['heldout_world'] != report['settings']['world']
-    learner = report['settings']['learner']  # the learner's parameters, for provenance
-    assert learner['implied_blocking'] is True and learner['average_decay'] == 0.99
-    assert learner['batch_size'] == 64 and 'checkpoint_path' not in learner
+    trainer = report['settings']['trainer']  # the trainer's parameters, for provenance
+    assert trainer['implied_blocking'] is True and trainer['average_decay'] == 0.99
+    assert trainer['batch_size'] == 64 and 'checkpoint_path' not in trainer
 
     # Third act: the model drove the held-out world, then the explorer did, from one start.
     driving = report['driving']

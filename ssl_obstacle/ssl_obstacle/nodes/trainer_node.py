@@ -84,7 +84,7 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
                             'of a few random frames) rather than uniformly'),
     'implied_blocking': (True, 'also train on the cells beyond an obstacle the centre sensor '
                                'saw: the robot could only reach them through it (see '
-                               'core/blocking.py); scoring keeps the observed labels'),
+                               'core/implied_labels.py); scoring keeps the observed labels'),
     'labeled_queue_size': (2000, 'labeled frames waiting for the worker (about 16 kB each); '
                                  'beyond it the newest are dropped and counted'),
     'max_image_pixels': (DEFAULT_MAX_IMAGE_PIXELS, 'labeled frames declaring larger images '
