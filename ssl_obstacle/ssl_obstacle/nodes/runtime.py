@@ -9,8 +9,6 @@ so Humble has it).
 
 from __future__ import annotations
 
-import os
-import sys
 import threading
 import time
 from typing import Any, Callable, Mapping, Sequence
@@ -72,25 +70,6 @@ def wall_timer(node: Node, period: float, callback: Callable[[], Any]) -> Any:
     never report the frames that arrived after the last tick.
     """
     return node.create_timer(period, callback, clock=Clock(clock_type=ClockType.STEADY_TIME))
-
-
-def lower_this_thread(niceness: int) -> bool:
-    """
-    Raise the calling thread's niceness by ``niceness`` (Linux: threads have their own).
-
-    For background threads of a latency-sensitive node: the OS then runs its other threads
-    first whenever they compete for a core. Returns False where threads cannot be reniced
-    on their own (not Linux, or a sandbox forbids it); the thread then runs as before.
-    """
-    if not sys.platform.startswith('linux') or niceness <= 0:
-        return False
-    try:
-        thread = threading.get_native_id()
-        os.setpriority(os.PRIO_PROCESS, thread,
-                       min(19, os.getpriority(os.PRIO_PROCESS, thread) + int(niceness)))
-    except OSError:
-        return False
-    return True
 
 
 def start_executors(nodes: Sequence[Node], context: Context | None = None,
