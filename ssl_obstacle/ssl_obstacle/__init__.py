@@ -4,11 +4,9 @@ Self-supervised long-range obstacle perception (Nava et al., RA-L 2019) for ROS 
 numpy uses one BLAS thread in every process of the package unless the environment says
 otherwise. OpenBLAS reads ``OPENBLAS_NUM_THREADS`` once, when numpy loads it, so it is set
 here, before any module of the package imports numpy. The package's matrix products are
-small (the predictor's largest is 640 x 256): with a thread per core, one convolution's
-product took 460 µs instead of 45 on a loaded two-core computer, as the threads waited for
-cores the trainer held, and the prediction's p99 rose to 9-17 ms
-(``benchmarks/bench_numpy_forward.py``). Training runs in torch, whose threads this leaves
-alone.
+small (the predictor's largest is 640 x 256): with a thread per core they wait for cores
+the trainer holds, and a prediction's tail grows with them (docs/architecture.md,
+"Learning"). Training runs in torch, whose threads this leaves alone.
 """
 
 import os
