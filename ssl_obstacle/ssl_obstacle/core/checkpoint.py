@@ -23,7 +23,7 @@ import torch
 from .atomic_file import atomic_output
 # One error class, format name, version and config check for this reader and the torch-free
 # one (checkpoint_reader, for the robot's predictor).
-from .checkpoint_reader import checkpoint_config, CheckpointError, FORMAT, VERSION
+from .checkpoint_reader import checked_payload_config, CheckpointError, FORMAT, VERSION
 from .model import ModelConfig, ObstacleNet
 
 
@@ -95,12 +95,7 @@ def load_checkpoint(path: str | os.PathLike[str],
     except Exception as error:  # torch raises many kinds (OSError, RuntimeError, Unpickling…)
         raise CheckpointError(f'{path}: not a readable checkpoint (truncated or corrupt?): '
                               f'{" ".join(str(error).split())[:300]}') from error
-    if not isinstance(payload, dict) or payload.get('format') != FORMAT:
-        raise CheckpointError(f'{path}: not an ssl_obstacle checkpoint')
-    if payload.get('version') != VERSION:
-        raise CheckpointError(f'{path}: checkpoint version {payload.get("version")} is not '
-                              f'supported (expected {VERSION})')
-    config = checkpoint_config(path, payload.get('config'))
+    config = checked_payload_config(path, payload)
     return {
         'model_state': payload['model_state'],
         'average_state': payload.get('average_state'),

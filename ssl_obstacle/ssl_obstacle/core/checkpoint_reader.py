@@ -62,6 +62,16 @@ def checkpoint_config(path: str | os.PathLike[str], raw: Any) -> ModelConfig:
         raise CheckpointError(f'{path}: bad model config: {error}') from error
 
 
+def checked_payload_config(path: str | os.PathLike[str], payload: Any) -> ModelConfig:
+    """Return a loaded payload's config if it is one of our checkpoints in this version."""
+    if not isinstance(payload, dict) or payload.get('format') != FORMAT:
+        raise CheckpointError(f'{path}: not an ssl_obstacle checkpoint')
+    if payload.get('version') != VERSION:
+        raise CheckpointError(f'{path}: checkpoint version {payload.get("version")} is not '
+                              f'supported (expected {VERSION})')
+    return checkpoint_config(path, payload.get('config'))
+
+
 @dataclass(frozen=True)
 class CheckpointWeights:
     """What a predictor needs from a checkpoint: the network's sizes and its weights."""
@@ -287,12 +297,7 @@ def _read(archive: _Archive, averaged: bool) -> CheckpointWeights:
     """Return the weights of an opened archive (see :func:`read_checkpoint_weights`)."""
     path = archive.path
     payload = archive.payload()
-    if not isinstance(payload, dict) or payload.get('format') != FORMAT:
-        raise CheckpointError(f'{path}: not an ssl_obstacle checkpoint')
-    if payload.get('version') != VERSION:
-        raise CheckpointError(f'{path}: checkpoint version {payload.get("version")} is not '
-                              f'supported (expected {VERSION})')
-    config = checkpoint_config(path, payload.get('config'))
+    config = checked_payload_config(path, payload)
     use_average = averaged and payload.get('average_state') is not None
     which = 'average_state' if use_average else 'model_state'
     raw = payload.get(which)
