@@ -44,9 +44,10 @@ from ..io.labeled_frames import check_labeled_frame, FIXES, FrameSpec, KINDS
 from ..io.learner_messages import trainer_status_msg
 from ..io.model_messages import ENCODINGS, model_weights_msg
 
-#: Labeled frames scored in one forward pass when several wait (intake keeps up with a
-#: burst from the labeler, which finalises many frames at once).
-SCORE_BATCH = 64
+#: Labeled frames scored in one forward pass when several wait, between two training
+#: steps: a burst (the labeler finalising a backlog, several robots at once) is taken in
+#: before training resumes, as a frame dropped is lost and a step delayed is not.
+SCORE_BATCH = 256
 #: Seconds a service waits for the worker to carry out its command.
 COMMAND_TIMEOUT = 60.0
 #: Longest wait of the worker for a frame, so commands are taken up promptly.
