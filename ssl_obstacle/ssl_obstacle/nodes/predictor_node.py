@@ -222,9 +222,12 @@ class PredictorNode(Node):
 
     def _predict_safely(self, msg: Any) -> None:
         if self.model is None:
+            # Expected until the trainer has trained: said once, counted, in /diagnostics.
+            if not self.counters['no_model']:
+                self.get_logger().info('camera frames arrive but no model yet: predicting '
+                                       'from the first model on ssl/model (a trainer '
+                                       'publishes once it has trained; or set model_file)')
             self.counters['no_model'] += 1
-            self._log_bad('no_model', 'no prediction for a camera frame: no model yet (waiting '
-                                      'for ssl/model from a trainer; or set model_file)')
             return
         try:
             self._predict(msg, self.model)
