@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import logging
 import os
 import pathlib
@@ -42,6 +43,7 @@ import numpy as np
 from ssl_obstacle.commands.demo import add_arguments, Demo
 from ssl_obstacle.commands.plots import write_json
 from ssl_obstacle.core.evaluation import build_report
+from ssl_obstacle.core.implied_labels import BlockedCompletion
 from ssl_obstacle.core.params import LabelParams
 from ssl_obstacle.core.training import Frames, train_model
 import torch
@@ -132,18 +134,21 @@ def main(argv: list[str] | None = None) -> int:
     print(f'online: demo for {args.minutes:g} simulated minutes -> {out}', flush=True)
     demo = Demo(args, out, record_frames=True)
     report = demo.run()
-    status = demo.learner.status()
+    training = json.loads((out / 'report.json').read_text())['training']
     images, labels = demo.frames
-    # Frames without a known cell carry no gradient; the learner does not store them either.
+    # Frames without a known cell carry no gradient; the trainer does not store them either.
     usable = ~np.isnan(labels).all(axis=(1, 2))
     frames = Frames(images[usable], labels[usable])
-    completion = demo.learner.label_completion
-    if completion is not None:  # offline trains on the targets the online learner trained on
+    params = LabelParams()
+    completion = BlockedCompletion(params.sensor_names, params.distances) \
+        if demo.final['parameters'].get('implied_blocking', True) else None
+    if completion is not None and completion.active:
+        # offline trains on the targets the online trainer trained on
         frames = Frames(frames.images, completion(frames.labels))
-    evicted = int(demo.learner.buffer.counters()['evicted'])
+    evicted = int(training['trainer'].get('replay_evicted', 0))
     figures: dict[str, Any] = {
-        'online': {**summary(report), 'updates': int(status.updates),
-                   'labeled_frames': int(status.labeled_frames),
+        'online': {**summary(report), 'updates': int(training['updates']),
+                   'labeled_frames': int(training['labeled_frames']),
                    'seconds': round(demo.wall_seconds, 1), 'threads': 1,
                    'pacing': demo.pacer.summary() if demo.pacer else None},
         'train_frames': len(frames), 'tapped_frames': len(labels), 'evicted': evicted,
@@ -159,8 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     if evicted:
         print(f'note: the online replay buffer evicted {evicted} frames; offline trains on '
               f'all {len(frames)}', flush=True)
-    if len(labels) != status.labeled_frames:
-        print(f'note: the learner received {status.labeled_frames} labeled frames, the '
+    if len(labels) != training['labeled_frames']:
+        print(f'note: the trainer received {training["labeled_frames"]} labeled frames, the '
               f'benchmark {len(labels)}', flush=True)
     if not args.no_offline:
         print(f'offline: {len(frames)} frames, {demo.wall_seconds:.0f} s of training',

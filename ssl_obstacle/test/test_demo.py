@@ -15,10 +15,13 @@ import torch
 
 def test_demo_runs_end_to_end_and_writes_every_file(tmp_path):
     out = tmp_path / 'demo'
-    done = subprocess.run(
-        [sys.executable, '-m', 'ssl_obstacle', 'demo', '--minutes', '1', '--out', str(out),
-         '--heldout-minutes', '0.5', '--drive-minutes', '0.5'],
-        capture_output=True, text=True, timeout=600)
+    with subprocess.Popen(
+            [sys.executable, '-m', 'ssl_obstacle', 'demo', '--minutes', '1', '--out', str(out),
+             '--heldout-minutes', '0.5', '--drive-minutes', '0.5'],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as demo:
+        done_pid = demo.pid
+        stdout, stderr = demo.communicate(timeout=600)
+    done = subprocess.CompletedProcess(demo.args, demo.returncode, stdout, stderr)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     lines = done.stdout.strip().splitlines()
     assert lines[-1] == f'run folder: {out}'
@@ -55,6 +58,12 @@ def test_demo_runs_end_to_end_and_writes_every_file(tmp_path):
     trained_for = curve[-1]['sim_seconds'] - pacing['trainable_since_sim_seconds']
     assert report['training']['updates'] >= 3.0 * trained_for - 5
     assert report['settings']['heldout_world'] != report['settings']['world']
+    # The trainer ran in a child process of its own and closed cleanly (its last
+    # checkpoint is what was evaluated), with no labeled frame lost on the way.
+    process = report['training']['trainer_process']
+    assert process['exit_code'] == 0 and process['pid'] != done_pid
+    assert report['training']['trainer']['labeled_dropped'] == 0
+    assert report['training']['labeled_frames'] == report['training']['labeler']['published']
     trainer = report['settings']['trainer']  # the trainer's parameters, for provenance
     assert trainer['implied_blocking'] is True and trainer['average_decay'] == 0.99
     assert trainer['batch_size'] == 64 and 'checkpoint_path' not in trainer
@@ -94,28 +103,29 @@ class Clock:
         return self.now
 
 
-def test_pacer_holds_simulated_time_until_the_learner_has_trained_enough():
+def test_pacer_holds_simulated_time_until_the_trainer_has_trained_enough():
     clock = Clock()
-    pacer = Pacer(2.0, min_buffer=10, clock=clock)
-    state = {'updates': 0, 'buffered': 0, 'received': 0, 'published': 0, 'training': True}
-    # Nothing to train on yet: never hold, or the frames that would fill the buffer never come.
+    pacer = Pacer(2.0, clock=clock)
+    state = {'updates': 0, 'received': 10, 'published': 10, 'training': True}
+    # No update yet (its buffer fills first): never hold, or the frames that would fill it
+    # never come.
     assert not pacer.should_hold(5.0, **state)
-    state.update(buffered=10, received=10, published=10)
-    assert not pacer.should_hold(6.0, **state)  # training can start from 6 s
+    assert pacer.trainable_since is None
+    assert not pacer.should_hold(6.0, **{**state, 'updates': 1})  # trains from 6 s
     assert pacer.trainable_since == 6.0
     assert not pacer.should_hold(7.0, **{**state, 'updates': 1})  # 2 due, within slack
     assert pacer.should_hold(10.0, **{**state, 'updates': 5})  # 8 due
     assert not pacer.should_hold(10.0, **{**state, 'updates': 8})
-    # A learner that is paused or stopped is not waited for.
+    # A trainer that is paused is not waited for.
     assert not pacer.should_hold(20.0, **{**state, 'updates': 8, 'training': False})
     # Without pacing, only frames in flight hold it.
-    assert not Pacer(0.0, 10, clock=clock).should_hold(100.0, **state)
+    assert not Pacer(0.0, clock=clock).should_hold(100.0, **{**state, 'updates': 1})
 
 
 def test_pacer_waits_for_frames_in_flight_but_not_for_frames_lost_on_the_way():
     clock = Clock()
-    pacer = Pacer(0.0, min_buffer=1, clock=clock)
-    state = {'updates': 0, 'buffered': 50, 'training': True}
+    pacer = Pacer(0.0, clock=clock)
+    state = {'updates': 0, 'training': True}
     assert not pacer.should_hold(1.0, received=50, published=60, **state)
     assert pacer.should_hold(2.0, received=50, published=50 + Pacer.MAX_IN_FLIGHT + 1, **state)
     clock.now += 1.0
@@ -127,3 +137,17 @@ def test_pacer_waits_for_frames_in_flight_but_not_for_frames_lost_on_the_way():
     assert not pacer.should_hold(3.0, received=70, published=110, **state)
     assert pacer.summary()['frames_lost_in_transit'] == 40
     assert pacer.summary()['held_wall_seconds'] == round(1.0 + Pacer.LOST_AFTER + 0.1, 1)
+
+
+def test_demo_says_so_when_the_trainer_process_dies(tmp_path):
+    # A parameter the trainer refuses at start: its process exits, and the demo stops with
+    # the reason instead of simulating for a trainer that is not there.
+    done = subprocess.run(
+        [sys.executable, '-m', 'ssl_obstacle', 'demo', '--minutes', '1',
+         '--out', str(tmp_path / 'demo'), '--trainer-param', 'model_encoding=float8'],
+        capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
+    assert 'error: the trainer (process' in done.stderr
+    assert 'exited with code' in done.stderr
+    assert 'model_encoding must be one of' in done.stderr  # the trainer's own reason
+    assert not (tmp_path / 'demo' / 'report.json').exists()

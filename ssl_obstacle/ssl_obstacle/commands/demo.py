@@ -1,9 +1,11 @@
 """
 ``ssl-obstacle demo``: watch a robot learn to see obstacles, with no robot and no ROS install.
 
-The simulator, the explorer, the labeler and the learner run as ROS nodes talking over DDS
-(each with its own executor thread, in one process, on this run's own domain), simulated
-time as fast as the CPU allows. A status line shows simulated time, labeled frames,
+The simulator, the explorer, the labeler and the predictor run as ROS nodes talking over
+DDS (each with its own executor thread, in this process, on this run's own domain); the
+trainer runs in a child process of its own, as ``ros2 launch`` and ``ssl-obstacle up`` run
+it, so that training never holds the interpreter the other nodes need. Simulated time runs
+as fast as the CPU allows. A status line shows simulated time, labeled frames,
 training updates and the running (prequential) AUC. Every few simulated seconds the
 current model is also scored on frames of a world it never drives in, which gives the
 held-out learning curve. At the end a fresh run in an unseen layout and seed is scored
@@ -118,42 +120,51 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              'or device=cuda; repeatable')
 
 
-def learner_parameters(assignments: list[str]) -> list[Any]:
-    """Parse ``NAME=VALUE`` options into rclpy parameters (values read as YAML, as ROS does)."""
-    from rclpy.parameter import Parameter
-
-    parameters = []
+def trainer_overrides(assignments: list[str]) -> dict[str, Any]:
+    """Parse ``NAME=VALUE`` options into trainer parameters (values read as YAML, as ROS does)."""
+    overrides = {}
     for assignment in assignments:
         name, sep, value = assignment.partition('=')
         if not sep or not name:
-            raise SystemExit(f'error: --learner-param wants NAME=VALUE, got {assignment!r}')
-        parameters.append(Parameter(name, value=yaml.safe_load(value)))
-    return parameters
+            raise SystemExit(f'error: --trainer-param wants NAME=VALUE, got {assignment!r}')
+        overrides[name] = yaml.safe_load(value)
+    return overrides
+
+
+class DemoError(RuntimeError):
+    """The demo cannot go on (the trainer died or never started); the message says why."""
 
 
 class Demo:
     """Runs the nodes of one robot or a fleet, records the learning curve, evaluates, drives."""
+
+    #: Wall seconds the trainer process may take to start (importing torch on a busy machine).
+    TRAINER_START_TIMEOUT = 120.0
+    #: Wall seconds to wait, once the simulation ends, for labeled frames still on their way.
+    DRAIN_TIMEOUT = 15.0
 
     def __init__(self, args: argparse.Namespace, out: pathlib.Path,
                  record_frames: bool = False) -> None:
         """
         Prepare a run into ``out``.
 
-        With ``record_frames`` the labeled frames the learner is sent are also kept, in
+        With ``record_frames`` the labeled frames the trainer is sent are also kept, in
         :attr:`frames` (images, labels), e.g. to train an offline model on the same data
         (one robot's only).
         """
         self.args = args
         self.out = out
+        self.checkpoint = out.resolve() / 'checkpoint.pt'
         self.record_frames = record_frames
         self.frames: tuple[np.ndarray, np.ndarray] | None = None
         self.curve: list[dict[str, float]] = []
         self.appearance_changes = 0
         self.pacer: Pacer | None = None
-        #: After run(): the trainer node and its OnlineTrainer (whose published weights are
-        #: the final ones), the wall seconds the simulation ran and the held-out frames.
-        self.trainer: Any = None
-        self.learner: Any = None
+        #: After run(): the final model (read from the checkpoint the trainer wrote on
+        #: closing, without torch), the trainer's last status, the wall seconds the
+        #: simulation ran and the held-out frames.
+        self.model: Any = None
+        self.final: dict[str, Any] = {}
         self.wall_seconds = 0.0
         self.heldout: tuple[np.ndarray, np.ndarray] | None = None
         #: After run(), with --drive-minutes: the driving section of the report.
@@ -173,52 +184,55 @@ class Demo:
                                                     every=3)
         context = Context()
         rclpy.init(context=context, args=['ssl-obstacle'])
-        fleet = self._fleet_nodes(context)
-        listeners = [*fleet['explorers'], *fleet['labelers'], *fleet['predictors'],
-                     fleet['trainer']]
-        tap = _frame_tap(context) if self.record_frames else None
-        if tap is not None:
-            listeners.append(tap)
-        executors = start_executors(listeners, context)
-        # The simulator starts publishing as soon as it exists: create it once the others
-        # spin and have had a moment for discovery, so its first burst is not lost.
-        time.sleep(1.0)
-        simulator = self._simulator(context)
-        executors += start_executors([simulator], context)
-        nodes = [simulator, *listeners]
-        trainer = fleet['trainer']
-        start_ns = simulator.sim.now_ns
-        started = time.monotonic()
+        trainer = self._start_trainer()
+        nodes: list[Any] = []
+        executors: list[Any] = []
+        simulator = None
         try:
-            self._watch(simulator, fleet['labelers'], trainer, fleet['predictors'][0],
-                        start_ns, curve_images, curve_labels)
-        finally:
-            self.wall_seconds = time.monotonic() - started
-            simulator.close()
-            time.sleep(1.0)  # let the last messages through
+            fleet = self._fleet_nodes(context)
+            watch = _trainer_watch(context, [n for n in self.namespaces() if n])
+            tap = _frame_tap(context) if self.record_frames else None
+            nodes = [*fleet['explorers'], *fleet['labelers'], *fleet['predictors'], watch,
+                     *([tap] if tap is not None else [])]
+            executors = start_executors(nodes, context)
+            self._wait_for_trainer(trainer, watch, tap is not None)
+            # The simulator starts publishing as soon as it exists: created once the others
+            # spin and the trainer listens, its first frames are not lost.
+            simulator = self._simulator(context)
+            nodes.append(simulator)
+            executors += start_executors([simulator], context)
+            started = time.monotonic()
+            try:
+                self._watch(simulator, fleet['labelers'], watch, trainer,
+                            fleet['predictors'][0], curve_images, curve_labels)
+            finally:
+                self.wall_seconds = time.monotonic() - started
+                simulator.close()
+                self._drain(fleet['labelers'], watch, trainer)
+            self._stop_trainer(trainer, watch)
+            self.appearance_changes = simulator.sim.appearance_changes
+            collisions = sum(sim.collisions for sim in simulator.sims)
             stop_executors(executors)
+            executors = []
             for labeler in fleet['labelers']:
                 labeler.close()
-            trainer.close()
             for predictor in fleet['predictors']:
                 predictor.close()
-            collisions = sum(sim.collisions for sim in simulator.sims)
-            self.appearance_changes = simulator.sim.appearance_changes
             labeler_counters = _sum_counters([labeler.status_values()
                                               for labeler in fleet['labelers']])
             predictor_counters = _sum_counters([dict(p.received, **p.counters)
                                                 for p in fleet['predictors']])
             if tap is not None:
                 self.frames = tap.arrays()
+        finally:
+            if trainer.poll() is None:
+                trainer.stop()
+            stop_executors(executors)
             for node in nodes:
                 node.destroy_node()
             rclpy.shutdown(context=context)
-        # The worker has stopped: the trainer is this thread's now. Evaluate the newest
-        # averaged weights, as the final checkpoint holds them.
-        self.trainer = trainer
-        self.learner = trainer.trainer
-        self.learner.publish()
-        return self._evaluate(trainer, collisions, labeler_counters, predictor_counters)
+        self._load_final_model()
+        return self._evaluate(collisions, labeler_counters, predictor_counters)
 
     def namespaces(self) -> list[str]:
         """Return the robots' namespaces: '' for one robot (today's topics), else robot<i>."""
@@ -232,20 +246,60 @@ class Demo:
         count = len(self.namespaces())
         return [self.args.world, *[others[i % len(others)] for i in range(count - 1)]]
 
+    def trainer_parameters(self) -> dict[str, Any]:
+        """Return the trainer node's parameters for this run (--trainer-param last)."""
+        robots = [n for n in self.namespaces() if n]
+        return {'use_sim_time': True, 'checkpoint_path': str(self.checkpoint),
+                'resume': False, 'checkpoint_period': 60.0, 'status_period': 0.2,
+                'seed': int(self.args.seed), **({'robots': robots} if robots else {}),
+                **trainer_overrides(self.args.learner_param)}
+
+    def _start_trainer(self) -> Any:
+        """Start the trainer node in a child process (its own interpreter, as ros2 launch)."""
+        from ..nodes.node_runner import NodeProcess, NodeSpec
+
+        if self.checkpoint.exists():  # a rerun into the same folder must not read it as ours
+            self.checkpoint.unlink()
+        return NodeProcess(NodeSpec('trainer', parameters=self.trainer_parameters()),
+                           ['--ros-args'], on_exit=lambda child, code: None)
+
+    def _wait_for_trainer(self, trainer: Any, watch: Any, tapped: bool) -> None:
+        """Wait until the trainer reports and every labeler's frames have their reader."""
+        topics = [f'/{n}/ssl/labeled_frames' if n else '/ssl/labeled_frames'
+                  for n in self.namespaces()]
+        readers = {topic: 1 + (1 if tapped and topic == '/ssl/labeled_frames' else 0)
+                   for topic in topics}
+        deadline = time.monotonic() + self.TRAINER_START_TIMEOUT
+        while not (watch.status is not None and all(
+                watch.count_subscribers(topic) >= count for topic, count in readers.items())):
+            self._check_trainer(trainer)
+            if time.monotonic() > deadline:
+                raise DemoError(f'the trainer (process {trainer.pid}) did not start within '
+                                f'{self.TRAINER_START_TIMEOUT:g} s (no status on '
+                                '/ssl/learner_status, or it does not subscribe to '
+                                f'{", ".join(topics)})')
+            time.sleep(0.05)
+        LOG.info('the trainer runs in process %d', trainer.pid)
+
+    @staticmethod
+    def _check_trainer(trainer: Any) -> None:
+        code = trainer.poll()
+        if code is not None:
+            raise DemoError(f'{trainer.describe_exit(code)} before the demo ended; its log '
+                            'lines above say why')
+
     def _fleet_nodes(self, context: Any) -> dict[str, Any]:
-        """Create each robot's explorer, labeler and predictor, and the one trainer."""
+        """Create each robot's explorer, labeler and predictor (the trainer is a process)."""
         from rclpy.parameter import Parameter
 
         from ..nodes.explorer_node import ExplorerNode
         from ..nodes.labeler_node import LabelerNode
         from ..nodes.predictor_node import PredictorNode
-        from ..nodes.trainer_node import TrainerNode
 
         args = self.args
         sim_time = [Parameter('use_sim_time', value=True)]
-        namespaces = self.namespaces()
         nodes: dict[str, Any] = {'explorers': [], 'labelers': [], 'predictors': []}
-        for index, namespace in enumerate(namespaces):
+        for index, namespace in enumerate(self.namespaces()):
             nodes['explorers'].append(ExplorerNode(
                 context=context, namespace=namespace,
                 parameter_overrides=[*sim_time, Parameter('seed', value=args.seed + index)]))
@@ -262,13 +316,6 @@ class Demo:
                 context=context, namespace=namespace, parameter_overrides=[
                     *sim_time, Parameter('publish_overlay', value=False),
                     Parameter('publish_markers', value=False)]))
-        robots = [n for n in namespaces if n]
-        nodes['trainer'] = TrainerNode(context=context, parameter_overrides=[
-            *sim_time, Parameter('checkpoint_path', value=str(self.out / 'checkpoint.pt')),
-            Parameter('resume', value=False), Parameter('checkpoint_period', value=60.0),
-            Parameter('status_period', value=0.2), Parameter('seed', value=args.seed),
-            *([Parameter('robots', value=robots)] if robots else []),
-            *learner_parameters(args.learner_param)])
         return nodes
 
     def _simulator(self, context: Any) -> Any:
@@ -286,22 +333,22 @@ class Demo:
             Parameter('appearance_period', value=float(args.appearance_period)),
             Parameter('duration', value=60.0 * args.minutes), *fleet])
 
-    def _watch(self, simulator: Any, labelers: list[Any], trainer: Any, predictor: Any,
-               start_ns: int, curve_images: np.ndarray, curve_labels: np.ndarray) -> None:
+    def _watch(self, simulator: Any, labelers: list[Any], watch: Any, trainer: Any,
+               predictor: Any, curve_images: np.ndarray, curve_labels: np.ndarray) -> None:
         interactive = sys.stdout.isatty()
+        start_ns = simulator.sim.now_ns
         next_curve = 0.0
         last_line = 0.0
         last_status = 0.0
-        pacer = Pacer(float(self.args.updates_per_second), trainer.trainer.settings.min_buffer)
+        pacer = Pacer(float(self.args.updates_per_second))
         self.pacer = pacer
         while not simulator.finished.wait(0.05):
+            self._check_trainer(trainer)
             sim_seconds = (simulator.sim.now_ns - start_ns) / 1e9
-            status = trainer.latest_status()
-            published = sum(labeler.status_values()['published'] for labeler in labelers)
+            status = watch.status
             if status is not None and pacer.should_hold(
-                    sim_seconds, updates=status.updates, buffered=status.replay_size,
-                    received=trainer.frames_received(), published=published,
-                    training=not status.paused):
+                    sim_seconds, updates=status.updates, received=watch.received(),
+                    published=_published(labelers), training=not status.paused):
                 simulator.hold()
             else:
                 simulator.release()
@@ -321,10 +368,43 @@ class Demo:
             LOG.debug(line)
         if interactive:
             print()
-        status = trainer.latest_status()
-        if status is not None:
-            self._curve_point((simulator.sim.now_ns - start_ns) / 1e9, status, predictor,
+        if watch.status is not None:
+            self._curve_point((simulator.sim.now_ns - start_ns) / 1e9, watch.status, predictor,
                               curve_images, curve_labels)
+
+    def _drain(self, labelers: list[Any], watch: Any, trainer: Any) -> None:
+        """Wait (bounded) until the trainer has received every frame the labelers sent."""
+        deadline = time.monotonic() + self.DRAIN_TIMEOUT
+        while watch.received() < _published(labelers) - (self.pacer.lost if self.pacer else 0):
+            if trainer.poll() is not None or time.monotonic() > deadline:
+                LOG.warning('the trainer received %d of %d labeled frames',
+                            watch.received(), _published(labelers))
+                return
+            time.sleep(0.05)
+
+    def _stop_trainer(self, trainer: Any, watch: Any) -> None:
+        """Stop the trainer (SIGINT: it stores what waits and writes its last checkpoint)."""
+        self._check_trainer(trainer)
+        code = trainer.stop()
+        self.final = {'status': watch.status, 'by_robot': dict(watch.by_robot),
+                      'counters': dict(watch.counters),
+                      'process': {'pid': trainer.pid, 'exit_code': code}}
+        if code != 0:
+            raise DemoError(f'{trainer.describe_exit(code)} while closing')
+
+    def _load_final_model(self) -> None:
+        """Read the trainer's last checkpoint (its averaged weights) without torch."""
+        from ..core.checkpoint_reader import CheckpointError, read_checkpoint_weights
+        from ..core.numpy_model import NumpyObstacleNet
+
+        try:
+            weights = read_checkpoint_weights(self.checkpoint)
+        except (OSError, CheckpointError) as error:
+            raise DemoError(f'the trainer left no usable checkpoint: {error}') from error
+        self.model = NumpyObstacleNet(weights.config, weights.state)
+        self.final.update(updates=int(weights.counters.get('updates', 0)),
+                          labeled_frames=int(weights.counters.get('labeled_frames', 0)),
+                          parameters=weights.params)
 
     def _curve_point(self, sim_seconds: float, status: Any, predictor: Any,
                      images: np.ndarray, labels: np.ndarray) -> None:
@@ -332,12 +412,12 @@ class Demo:
         model = predictor.model
         heldout = auc_mean(auc_grid(model.predict(images), labels)) if model is not None \
             else math.nan
-        self.curve.append({'sim_seconds': sim_seconds, 'running_auc': status.auc,
-                           'heldout_auc': heldout, 'updates': status.updates,
-                           'labeled_frames': status.labeled_frames,
+        self.curve.append({'sim_seconds': sim_seconds, 'running_auc': float(status.auc),
+                           'heldout_auc': heldout, 'updates': int(status.updates),
+                           'labeled_frames': int(status.labeled_frames),
                            'model_updates': predictor.model_updates})
 
-    def _evaluate(self, trainer: Any, collisions: int, labeler_counters: dict[str, Any],
+    def _evaluate(self, collisions: int, labeler_counters: dict[str, Any],
                   predictor_counters: dict[str, Any]) -> dict[str, Any]:
         from .evaluate import write_report
         from .plots import plot_examples, plot_learning_curve
@@ -349,11 +429,12 @@ class Demo:
         images, labels = heldout_frames(args.heldout_world, args.seed + 1000,
                                         60.0 * args.heldout_minutes)
         self.heldout = (images, labels)
-        probabilities = self.learner.predict(images)
+        probabilities = self.model.predict(images)
         params = LabelParams()
         report = build_report(probabilities, labels, params.sensor_names, params.distances,
                               n_boot=100, seed=args.seed)
-        status = self.learner.status()
+        final = self.final
+        status = final['status']
         extra = {
             'learning_curve': self.curve,
             'settings': {'minutes': args.minutes, 'world': args.world, 'seed': args.seed,
@@ -364,17 +445,17 @@ class Demo:
                          'real_time_factor': args.real_time_factor,
                          'appearance_period': args.appearance_period,
                          'updates_per_second': args.updates_per_second,
-                         'trainer': {name: value for name, value in trainer.values.items()
-                                     if name != 'checkpoint_path'}},
-            'training': {'updates': status.updates, 'labeled_frames': status.labeled_frames,
-                         'running_auc': status.auc, 'collisions': collisions,
-                         'by_robot': {name or '/': {'labeled_frames': scores.labeled_frames,
-                                                    'running_auc': scores.auc}
-                                      for name, scores in status.robots.items()},
+                         'trainer': final['parameters']},
+            'training': {'updates': final['updates'],
+                         'labeled_frames': final['labeled_frames'],
+                         'running_auc': float(status.auc), 'collisions': collisions,
+                         'by_robot': {name: {'labeled_frames': int(robot.labeled_frames),
+                                             'running_auc': float(robot.auc)}
+                                      for name, robot in final['by_robot'].items()},
                          'appearance_changes': self.appearance_changes,
                          'pacing': self.pacer.summary() if self.pacer else None,
                          'labeler': labeler_counters, 'predictors': predictor_counters,
-                         'trainer': trainer.counters_copy()},
+                         'trainer': final['counters'], 'trainer_process': final['process']},
         }
         if args.drive_minutes > 0:
             self.driving = self._drive()
@@ -401,7 +482,7 @@ class Demo:
 
         args = self.args
         seed = args.seed + 1000
-        predictor = ModelPredictor(self.out / 'checkpoint.pt')
+        predictor = ModelPredictor(self.checkpoint)
         runs = []
         for controller in ('avoider', 'explorer'):
             LOG.info('driving: %s in %s (seed %d), %.1f simulated minutes', controller,
@@ -413,6 +494,67 @@ class Demo:
                                   progress=sys.stderr.isatty()))
         plot_runs(self.out / 'drive.png', runs)
         return drive_report(runs)
+
+
+def _published(labelers: list[Any]) -> int:
+    return sum(labeler.status_values()['published'] for labeler in labelers)
+
+
+def _trainer_watch(context: Any, robots: list[str]) -> Any:
+    """
+    Return a node that keeps the trainer's newest status, per-robot statuses and counters.
+
+    The trainer runs in another process: what the demo knows of it is what it publishes
+    (``ssl/learner_status``, ``/<robot>/ssl/learner_status``, its ``/diagnostics``).
+    """
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.node import Node
+    from ssl_obstacle_msgs.msg import LearnerStatus
+
+    class TrainerWatch(Node):
+        """Each callback replaces one reference: the demo's thread reads them as they are."""
+
+        def __init__(self) -> None:
+            super().__init__('demo_trainer_watch', context=context)
+            self.status: Any = None
+            self.by_robot: dict[str, Any] = {}
+            self.counters: dict[str, Any] = {}
+            self.create_subscription(LearnerStatus, '/ssl/learner_status', self._on_status, 10)
+            for robot in robots:
+                self.create_subscription(LearnerStatus, f'/{robot}/ssl/learner_status',
+                                         self._on_robot_status, 10)
+            self.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics, 50)
+
+        def _on_status(self, msg: Any) -> None:
+            if not msg.robot:
+                self.status = msg
+
+        def _on_robot_status(self, msg: Any) -> None:
+            self.by_robot = {**self.by_robot, msg.robot: msg}
+
+        def _on_diagnostics(self, msg: Any) -> None:
+            for status in msg.status:
+                if status.name.startswith('/trainer:'):
+                    self.counters = {kv.key: _number(kv.value) for kv in status.values}
+
+        def received(self) -> int:
+            """Return the labeled frames the trainer has received (taken in or refused)."""
+            status = self.status
+            if status is None:
+                return 0
+            return int(status.labeled_frames + status.labeled_refused + status.labeled_dropped)
+
+    return TrainerWatch()
+
+
+def _number(text: str) -> Any:
+    """Return a diagnostics value as the number it spells, else as it is."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
 
 
 def _frame_tap(context: Any) -> Any:
@@ -453,27 +595,26 @@ class Pacer:
     """
     Decide when the demo holds simulated time so that learning keeps up with driving.
 
-    A robot learns in real time: each minute of driving gives the learner a minute of
-    training. The demo simulates as fast as the CPU allows, so the learner's share of each
+    A robot learns in real time: each minute of driving gives the trainer a minute of
+    training. The demo simulates as fast as the CPU allows, so the trainer's share of each
     simulated second would depend on how busy the machine is (on 2 shared cores it fell
-    from 1,350 to 315 updates in 10 simulated minutes, and the learner's subscription lost
-    half the labeled frames). The pacer holds the simulator while the learner is more than
-    a few updates behind ``updates_per_second`` × simulated seconds (counted from when it
-    can first train), or while labeled frames are still on their way to it. The figure is
-    then a property of the run, not of the machine's load: only the wall time varies.
+    from 1,350 to 315 updates in 10 simulated minutes, and the trainer's subscription lost
+    half the labeled frames). The pacer holds the simulator while the trainer is more than
+    a few updates behind ``updates_per_second`` x simulated seconds (counted from its first
+    update), or while labeled frames are still on their way to it. The figure is then a
+    property of the run, not of the machine's load: only the wall time varies.
     """
 
-    #: Labeled frames published but not yet received by the learner before holding.
+    #: Labeled frames published but not yet received by the trainer before holding.
     MAX_IN_FLIGHT = 32
     #: Wall seconds without a received frame after which frames in flight count as lost
     #: (a message dropped by DDS must not hold the simulator for ever).
     LOST_AFTER = 2.0
 
-    def __init__(self, updates_per_second: float, min_buffer: int,
+    def __init__(self, updates_per_second: float,
                  clock: Callable[[], float] = time.monotonic) -> None:
         """Pace to ``updates_per_second`` (0: only wait for frames in flight)."""
         self.updates_per_second = max(0.0, updates_per_second)
-        self.min_buffer = max(1, int(min_buffer))
         self.trainable_since: float | None = None
         self.lost = 0
         self.held_seconds = 0.0
@@ -482,15 +623,15 @@ class Pacer:
         self._received_at = clock()
         self._held_since: float | None = None
 
-    def should_hold(self, sim_seconds: float, *, updates: int, buffered: int, received: int,
+    def should_hold(self, sim_seconds: float, *, updates: int, received: int,
                     published: int, training: bool) -> bool:
         """
         Return whether simulated time should stand still now.
 
-        ``updates``: the learner's training steps so far; ``buffered``: frames in its replay
-        buffer; ``received``: labeled frames it has received, of the labeler's
-        ``published``; ``training``: its training thread runs and is not paused (a learner
-        that does not train is never waited for).
+        ``updates``: the trainer's training steps so far (pacing starts at its first: it
+        trains as soon as its buffer holds enough frames); ``received``: labeled frames it
+        has received, of the labelers' ``published``; ``training``: it is not paused (a
+        trainer that does not train is never waited for).
         """
         now = self._clock()
         if received != self._received:
@@ -499,7 +640,7 @@ class Pacer:
         if in_flight > self.MAX_IN_FLIGHT and now - self._received_at > self.LOST_AFTER:
             self.lost += in_flight
             in_flight = 0
-        if self.trainable_since is None and buffered >= self.min_buffer:
+        if self.trainable_since is None and updates > 0:
             self.trainable_since = sim_seconds
         behind = False
         if self.trainable_since is not None and self.updates_per_second > 0 and training:
@@ -576,6 +717,10 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print('\ninterrupted', file=sys.stderr)
         return 130
+    except DemoError as error:
+        LOG.error('%s', error)
+        print(f'\nerror: {error}', file=sys.stderr)
+        return 1
     finally:
         root.removeHandler(handler)
         handler.close()

@@ -23,7 +23,7 @@ not the optimiser's state.
 from __future__ import annotations
 
 import collections
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 import io
 import math
 import os
@@ -85,6 +85,9 @@ class CheckpointWeights:
     #: (sensor names, distances in metres) of the output grid, where the checkpoint's
     #: params name them (the trainer and ``ssl-obstacle train`` save them); else None.
     grid: tuple[list[str], list[float]] | None = None
+    #: The settings the checkpoint was trained with (plain values; the trainer node's
+    #: parameters), for provenance.
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 class _Refused(pickle.UnpicklingError):
@@ -315,8 +318,10 @@ def _read(archive: _Archive, averaged: bool) -> CheckpointWeights:
     counters = archive.materialize(payload.get('counters') or {})
     if not isinstance(counters, dict):
         raise CheckpointError(f'{path}: counters are a {type(counters).__name__}, not a dict')
+    params = archive.materialize(payload.get('params') or {})
     return CheckpointWeights(config=config, state=state, counters=counters,
-                             averaged=use_average, grid=_grid(path, config, payload))
+                             averaged=use_average, grid=_grid(path, config, payload),
+                             params=params if isinstance(params, dict) else {})
 
 
 def _grid(path: pathlib.Path, config: ModelConfig,

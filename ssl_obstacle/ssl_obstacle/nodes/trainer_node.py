@@ -11,6 +11,7 @@ diagnostics timer reads the copy of the counters the worker last published.
 
 from __future__ import annotations
 
+import array
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -299,8 +300,8 @@ class TrainerNode(Node):
             f'{status.updates} updates on {status.labeled_frames} labeled frames'
         if status is not None:
             values.update(updates=status.updates, labeled_frames=status.labeled_frames,
-                          replay_size=status.replay_size, model_version=status.model_version,
-                          paused=status.paused)
+                          replay_size=status.replay_size, replay_evicted=status.replay_evicted,
+                          model_version=status.model_version, paused=status.paused)
         self._diagnostics.publish(diagnostic_array(self, 'training', values, problems, summary))
 
     # ------------------------------------------------------------------ worker
@@ -473,8 +474,7 @@ class TrainerNode(Node):
         if not self._checkpoint:
             return False
         try:
-            self.trainer.save(self._checkpoint, {'sensor_names': self.sensor_names,
-                                                 'distances': self.distances})
+            self.trainer.save(self._checkpoint, self._provenance())
         except Exception as error:  # noqa: BLE001 - report; learning goes on
             self.counters['checkpoint_errors'] += 1
             self.get_logger().error(f'could not write the checkpoint {self._checkpoint} '
@@ -482,6 +482,14 @@ class TrainerNode(Node):
             return False
         self.counters['checkpoints'] += 1
         return True
+
+    def _provenance(self) -> dict[str, Any]:
+        """Return this node's parameters for the checkpoint: what trained the model."""
+        # rclpy returns numeric arrays as array.array, which a weights_only load refuses.
+        values = {name: list(value) if isinstance(value, (list, tuple, array.array)) else value
+                  for name, value in self.values.items() if name != 'checkpoint_path'}
+        return {**values, 'robots': list(self.robots), 'sensor_names': self.sensor_names,
+                'distances': self.distances}
 
     # ------------------------------------------------------------------ shutdown
     def close(self) -> None:
