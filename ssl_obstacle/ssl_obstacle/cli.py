@@ -99,6 +99,11 @@ MODULE_COMMANDS: dict[str, tuple[str, str, str]] = {
               'Drive the simulated robot with the IR-only explorer or with the avoider, which '
               "steers by a model's predictions, in-process and deterministic for a seed; "
               'writes report.json (near-hits, speed, collisions) and trajectory.png.'),
+    'import-idsia': ('import_idsia', 'import the published dataset of Nava et al. 2019',
+                     'Convert the real-robot HDF5 file of idsia-robotics/learning-long-range-'
+                     'perception (bag{i}_x / bag{i}_y) into one dataset file of ours per '
+                     'recording, for train and evaluate (with --protocol nava2019: the '
+                     'split and scoring of the paper).'),
     'train': ('train', 'train the obstacle model offline on HDF5 datasets',
               'Train the network of the trainer node on exported datasets, with a '
               'validation split by file, and write the best model as a checkpoint.'),
@@ -140,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_up(subparsers)
     _add_run(subparsers)
     _add_sim(subparsers)
-    for name in ('record', 'replay', 'export', 'train', 'evaluate', 'drive'):
+    for name in ('record', 'replay', 'export', 'import-idsia', 'train', 'evaluate', 'drive'):
         _add_module_command(subparsers, name)
     return parser
 

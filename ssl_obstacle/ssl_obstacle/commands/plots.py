@@ -42,6 +42,19 @@ def write_json(path: str | os.PathLike[str], data: Any) -> None:
         temp.write_text(json.dumps(json_ready(data), indent=2, allow_nan=False) + '\n')
 
 
+def write_csv(path: str | os.PathLike[str], header: Sequence[str],
+              rows: Sequence[Sequence[Any]]) -> None:
+    """Write a table as CSV atomically (floats with 4 decimals, NaN as an empty cell)."""
+    def cell(value: Any) -> str:
+        if isinstance(value, (float, np.floating)):
+            return '' if not math.isfinite(value) else f'{value:.4f}'
+        return str(value)
+
+    with atomic_output(path) as temp:
+        temp.write_text('\n'.join(','.join(cell(v) for v in row)
+                                  for row in [list(header), *rows]) + '\n')
+
+
 def _save(figure: Figure, path: str | os.PathLike[str]) -> None:
     with atomic_output(path) as temp:
         figure.savefig(temp, format='png', dpi=110)
@@ -79,6 +92,67 @@ def plot_auc_heatmap(path: str | os.PathLike[str], grid: np.ndarray,
     axes.set_ylabel('distance ahead [cm]')
     axes.set_title(title)
     figure.colorbar(image, ax=axes, label='AUC')
+    figure.tight_layout()
+    _save(figure, path)
+
+
+def plot_paper_heatmap(path: str | os.PathLike[str], grid: np.ndarray,
+                       sensor_names: Sequence[str], distances: Sequence[float]) -> None:
+    """
+    Draw an AUC grid (S, D) as Nava et al.'s test.py does, to lay beside their figure.
+
+    Their layout and scale: AUC × 100 annotated in white on a grey scale from 50 (black) to
+    100 (white), distances as rows from the farthest (top) to 0 cm (bottom), every other
+    one labelled, sensors as columns left to right labelled left, center, right.
+    """
+    from ..core.nava_protocol import paper_orientation
+
+    table = 100.0 * paper_orientation(np.asarray(grid, dtype=np.float64))  # (D, S)
+    labels = [f'{100 * d:.0f}' for d in np.asarray(distances, dtype=np.float64)[::-1]]
+    figure = Figure(figsize=(3.75 + 0.3 * max(0, len(sensor_names) - 5),
+                             max(3.8, 0.16 * len(labels) + 1.2)))
+    axes = figure.subplots()
+    image = axes.imshow(table, cmap='gray', vmin=50, vmax=100, aspect='auto',
+                        interpolation='nearest')
+    for row in range(table.shape[0]):
+        for column in range(table.shape[1]):
+            axes.text(column, row, f'{table[row, column]:.0f}', ha='center', va='center',
+                      fontsize=5, color='white')
+    middle = len(sensor_names) // 2
+    ticks = ['left' if i == 0 else 'right' if i == len(sensor_names) - 1
+             else 'center' if i == middle else '' for i in range(len(sensor_names))]
+    axes.set_xticks(range(len(sensor_names)), labels=ticks)
+    axes.set_yticks(range(0, len(labels), 2), labels=labels[::2], fontsize=6)
+    axes.set_xlabel('Sensors')
+    axes.set_ylabel('Distance [cm]')
+    axes.set_title('AUC x 100 (Nava et al. 2019 protocol)', fontsize=8)
+    figure.colorbar(image, ax=axes)
+    figure.tight_layout()
+    _save(figure, path)
+
+
+def plot_paper_auc_vs_distance(path: str | os.PathLike[str], mean: np.ndarray, std: np.ndarray,
+                               sensor_names: Sequence[str], distances: Sequence[float]) -> None:
+    """
+    Draw their second figure: AUC against distance, lateral and central sensor, mean ± std.
+
+    Lateral is the first (leftmost) sensor and central the middle one, as in their test.py
+    (columns 0 and 2 of five); the band is ± one standard deviation over the rounds.
+    """
+    centimetres = 100.0 * np.asarray(distances, dtype=np.float64)
+    mean, std = np.asarray(mean, dtype=np.float64), np.asarray(std, dtype=np.float64)
+    figure = Figure(figsize=(3.75, 3.0))
+    axes = figure.subplots()
+    middle = len(sensor_names) // 2
+    for sensor, colour, label in ((0, '#3333CC', 'lateral'), (middle, '#000000', 'central')):
+        axes.plot(centimetres, mean[sensor], color=colour, lw=2, label=label)
+        axes.fill_between(centimetres, mean[sensor] - std[sensor], mean[sensor] + std[sensor],
+                          color=colour, alpha=0.35, linewidth=0)
+    axes.set_ylim(top=1.0)
+    axes.set_xlabel('Distance [cm]')
+    axes.set_ylabel('AUC')
+    axes.set_title('AUC vs distance (Nava et al. 2019 protocol)', fontsize=8)
+    axes.legend(loc='upper right')
     figure.tight_layout()
     _save(figure, path)
 

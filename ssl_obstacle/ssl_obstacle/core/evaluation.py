@@ -4,8 +4,9 @@ Scoring a model: ROC AUC per (sensor, distance) cell, with bootstrap confidence 
 On the known cells of the labels, as Nava et al. 2019 report it: :func:`build_report` turns
 predictions and labels into the report every part of the project writes (``evaluate``, the
 demo, the benchmarks), :func:`format_table` into a short text, and :func:`evaluate_files`
-scores a checkpoint on dataset files. Nothing here writes a file or prints: the commands do
-(``commands/evaluate.py``: report.json and the figures).
+scores a checkpoint on dataset files, and :func:`evaluate_nava2019` on the paper's test
+recordings as the paper scores them (:mod:`.nava_protocol`). Nothing here writes a file or
+prints: the commands do (``commands/evaluate.py``: report.json and the figures).
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from typing import Any, Mapping, Sequence, TYPE_CHECKING
 import h5py
 import numpy as np
 
+from . import nava_protocol
 from .metrics import (auc_by_band, auc_by_distance, auc_grid, auc_mean,
                       bootstrap_auc_by_distance_ci, bootstrap_auc_ci)
-from .training import check_compatible, inspect_dataset, TrainError
+from .training import check_compatible, FileInfo, inspect_dataset, load_frames, TrainError
 
 if TYPE_CHECKING:  # torch loads in seconds: only when evaluating
     import torch
@@ -129,9 +131,9 @@ def predict_datasets(model: torch.nn.Module, paths: Sequence[str], device: str =
             np.concatenate(labels) if labels else np.empty(shape, np.float32))
 
 
-def evaluate_files(model_path: str, data: Sequence[str], *, device: str = 'cpu',
-                   n_boot: int = 200, seed: int = 0) -> dict[str, Any]:
-    """Return the :func:`build_report` of a checkpoint on dataset files (checked to match)."""
+def load_checked_model(model_path: str, data: Sequence[str], device: str = 'cpu',
+                       ) -> tuple[torch.nn.Module, FileInfo]:
+    """Return (model, first file's info) after checking the files match it and each other."""
     from .checkpoint import build_model, CheckpointError, load_checkpoint
 
     try:
@@ -159,10 +161,107 @@ def evaluate_files(model_path: str, data: Sequence[str], *, device: str = 'cpu',
     if 'distances' in trained and not np.allclose(trained['distances'], info.distances):
         raise EvaluateError(f'the model was trained on distances {trained["distances"]}, '
                             f'{info.path} has {info.distances}')
-    model = build_model(checkpoint, device=device)
+    return build_model(checkpoint, device=device), info
+
+
+def evaluate_files(model_path: str, data: Sequence[str], *, device: str = 'cpu',
+                   n_boot: int = 200, seed: int = 0) -> dict[str, Any]:
+    """Return the :func:`build_report` of a checkpoint on dataset files (checked to match)."""
+    model, info = load_checked_model(model_path, data, device)
     probabilities, labels = predict_datasets(model, data, device)
     report = build_report(probabilities, labels, info.sensor_names, info.distances,
                           n_boot=n_boot, seed=seed)
     report['model'] = str(model_path)
     report['datasets'] = [str(path) for path in data]
     return report
+
+
+# ---------------------------------------------------------------------- the paper's protocol
+def _predict_recording(model: torch.nn.Module, path: str, flip: str, rng: np.random.Generator,
+                       device: str) -> tuple[np.ndarray, np.ndarray, int]:
+    """Return (probabilities, labels, frames mirrored) of one test file under a flip mode."""
+    from .model import predict_probabilities
+
+    try:
+        info = inspect_dataset(path)
+        frames = load_frames([info], [(0, 0, info.frames)])
+    except TrainError as error:
+        raise EvaluateError(str(error)) from error
+    images, labels = frames.images, frames.labels
+    if flip == 'paper':
+        images, labels, flipped = nava_protocol.paper_test_flip(images, labels, rng)
+        return predict_probabilities(model, images, device), labels, int(flipped.sum())
+    if flip == 'mean':
+        probabilities = nava_protocol.mirror_average(
+            lambda batch: predict_probabilities(model, batch, device), images)
+        return probabilities, labels, len(labels)
+    return predict_probabilities(model, images, device), labels, 0
+
+
+def evaluate_nava2019(model_path: str, data: Sequence[str], *, device: str = 'cpu',
+                      flip: str = 'paper', rounds: int = nava_protocol.BOOTSTRAP_ROUNDS,
+                      n_boot: int = 200, seed: int = 0) -> dict[str, Any]:
+    """
+    Return the report of a checkpoint on the paper's test recordings, scored as they score.
+
+    ``data``: import-idsia files or folders; recordings 9 and 10 are scored (all of 0-10
+    must be there, so that the split is the paper's). The report has the usual keys
+    (:func:`build_report` of the pooled test frames, as the model saw them: mirrored
+    under ``flip='paper'``) and a ``nava2019`` section: the mean, std and 2.5-97.5
+    percentiles of the paper's per-cell bootstrap (``rounds`` per recording, from
+    ``RandomState(13)``), per recording too, and the table in their orientation. ``seed``
+    seeds the paper flip and this report's own bootstrap.
+    """
+    if flip not in nava_protocol.FLIP_MODES:
+        raise EvaluateError(f'flip must be one of {nava_protocol.FLIP_MODES}, got {flip!r}')
+    try:
+        _, test = nava_protocol.split_recordings(nava_protocol.find_recordings(data))
+    except nava_protocol.ProtocolError as error:
+        raise EvaluateError(str(error)) from error
+    paths = [path for _, path in test]
+    model, info = load_checked_model(model_path, paths, device)
+    flip_rng = np.random.default_rng(seed)
+    bootstrap_rng = np.random.RandomState(nava_protocol.BOOTSTRAP_SEED)
+    rounds_by_recording, all_probabilities, all_labels, mirrored = {}, [], [], {}
+    for recording, path in test:
+        probabilities, labels, mirrored[recording] = _predict_recording(
+            model, path, flip, flip_rng, device)
+        rounds_by_recording[recording] = nava_protocol.paper_bootstrap(
+            probabilities, labels, rounds, bootstrap_rng)
+        all_probabilities.append(probabilities)
+        all_labels.append(labels)
+    scores = nava_protocol.summarise_rounds(rounds_by_recording)
+    report = build_report(np.concatenate(all_probabilities), np.concatenate(all_labels),
+                          info.sensor_names, info.distances, n_boot=n_boot, seed=seed)
+    report['model'] = str(model_path)
+    report['datasets'] = paths
+    report['nava2019'] = _protocol_section(scores, info, test, flip, mirrored,
+                                           [len(p) for p in all_labels])
+    return report
+
+
+def _protocol_section(scores: nava_protocol.ProtocolScores, info: FileInfo,
+                      test: Sequence[tuple[int, str]], flip: str, mirrored: dict[int, int],
+                      frames: Sequence[int]) -> dict[str, Any]:
+    """Return the report's ``nava2019`` section (numpy arrays; NaN-free by construction)."""
+    return {
+        'protocol': 'Nava et al. 2019 (idsia-robotics/learning-long-range-perception test.py)',
+        'test_recordings': [recording for recording, _ in test],
+        'frames': {str(recording): n for (recording, _), n in zip(test, frames)},
+        'flip': flip, 'mirrored_frames': {str(k): v for k, v in mirrored.items()},
+        'bootstrap': {'rounds_per_recording': scores.rounds // len(test),
+                      'seed': nava_protocol.BOOTSTRAP_SEED, 'unit': 'known frames of a cell',
+                      'undefined_auc': nava_protocol.UNDEFINED_AUC},
+        'auc_mean': scores.mean, 'auc_std': scores.std,
+        'auc_p2_5': scores.low, 'auc_p97_5': scores.high,
+        'auc_mean_over_cells': float(scores.mean.mean()),
+        'auc_by_recording': {str(k): v for k, v in scores.by_recording.items()},
+        'table': {
+            'orientation': 'rows: distances from the farthest to 0 cm; columns: sensors '
+                           'left to right (their test.py heatmap)',
+            'distances_cm': [round(100 * d, 3) for d in info.distances[::-1]],
+            'sensors': list(info.sensor_names),
+            'auc_mean': nava_protocol.paper_orientation(scores.mean),
+            'auc_std': nava_protocol.paper_orientation(scores.std),
+        },
+    }

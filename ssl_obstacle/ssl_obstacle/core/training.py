@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
+import itertools
 import os
 import sys
 import time
-from typing import Callable, Sequence, TYPE_CHECKING
+from typing import Callable, Iterator, Sequence, TYPE_CHECKING
 
 import h5py
 import numpy as np
@@ -33,7 +34,10 @@ from .implied_labels import BlockedCompletion
 if TYPE_CHECKING:  # torch loads in 2-3 s: only when training, not for every ssl-obstacle run
     import torch
 
-    from .model import ModelConfig, ObstacleNet
+    from .model import Augmentation, ModelConfig, ObstacleNet
+
+#: Yields the row indices of training batches, given the training random generator.
+BatchSampler = Callable[[np.random.Generator], Iterator[np.ndarray]]
 
 
 class TrainError(RuntimeError):
@@ -197,7 +201,10 @@ def train_model(train: Frames, val: Frames | None = None, *, config: ModelConfig
                 max_updates: int | None = None, use_augment: bool = True,
                 device: str | torch.device = 'cpu', progress: bool = False,
                 log: Callable[[str], None] | None = None,
-                max_seconds: float | None = None) -> TrainResult:
+                max_seconds: float | None = None,
+                augmentation: Augmentation | None = None,
+                sampler: BatchSampler | None = None,
+                steps_per_epoch: int | None = None) -> TrainResult:
     """
     Train a fresh :class:`ObstacleNet` on ``train``; keep the best on ``val``.
 
@@ -208,11 +215,18 @@ def train_model(train: Frames, val: Frames | None = None, *, config: ModelConfig
     epoch. ``max_seconds`` stops training after that much wall time (checked before every
     batch), as ``max_updates`` does after that many batches: a budget of compute rather
     than of data, e.g. to compare with an online learner given the same time.
+
+    ``augmentation`` chooses how batches are perturbed (default: the model's default).
+    ``sampler``, with ``steps_per_epoch``, replaces the shuffled passes: it is called once
+    with the training generator and yields row indices of batches, of which each epoch
+    takes ``steps_per_epoch`` (a protocol's own way of drawing batches, e.g. the paper's in
+    :func:`~.nava_protocol.paper_batches`).
     """
     import torch
     from tqdm import tqdm
 
-    from .model import augment, masked_bce_loss, ModelConfig, ObstacleNet, preprocess
+    from .model import (augment, DEFAULT_AUGMENTATION, masked_bce_loss, ModelConfig,
+                        ObstacleNet, preprocess)
 
     # As the loss approaches zero, gradients and Adam's moments become denormal floats,
     # which the CPU handles up to 100x slower: flush them to zero (process-wide, harmless).
@@ -229,9 +243,23 @@ def train_model(train: Frames, val: Frames | None = None, *, config: ModelConfig
     usable = np.flatnonzero((~np.isnan(train.labels)).any(axis=(1, 2)))
     if len(usable) == 0:
         raise TrainError('no training frame has a known label')
-    steps_per_epoch = -(-len(usable) // batch_size)
+    if (sampler is None) != (steps_per_epoch is None):
+        raise TrainError('a batch sampler needs steps_per_epoch, and steps_per_epoch a sampler')
+    stream = sampler(rng) if sampler is not None else None
+    settings = augmentation if augmentation is not None else DEFAULT_AUGMENTATION
+    if steps_per_epoch is None:
+        steps_per_epoch = -(-len(usable) // batch_size)
     total = epochs * steps_per_epoch if max_updates is None else min(
         max_updates, epochs * steps_per_epoch)
+
+    def epoch_batches() -> Iterator[np.ndarray]:
+        if stream is not None:
+            yield from itertools.islice(stream, steps_per_epoch)
+            return
+        order = rng.permutation(usable)
+        for start in range(0, len(order), batch_size):
+            yield np.sort(order[start:start + batch_size])  # sorted: faster gathers
+
     history: list[dict[str, float]] = []
     best_state = None
     best_auc, best_loss, best_epoch = float('nan'), float('nan'), 0
@@ -240,18 +268,16 @@ def train_model(train: Frames, val: Frames | None = None, *, config: ModelConfig
               mininterval=0.5, dynamic_ncols=True, desc='train') as bar:
         for epoch in range(1, epochs + 1):
             model.train()
-            order = rng.permutation(usable)
             loss_sum = 0.0
             batches = 0
-            for start in range(0, len(order), batch_size):
+            for index in epoch_batches():
                 if max_updates is not None and updates >= max_updates:
                     break
                 if max_seconds is not None and time.perf_counter() - started >= max_seconds:
                     break
-                index = np.sort(order[start:start + batch_size])  # sorted: faster gathers
                 images, labels = train.images[index], train.labels[index]
                 if use_augment:
-                    images, labels = augment(images, labels, rng)
+                    images, labels = augment(images, labels, rng, settings)
                 logits = model(preprocess(images).to(device))
                 loss = masked_bce_loss(logits, torch.from_numpy(labels).to(device))
                 optimizer.zero_grad(set_to_none=True)
