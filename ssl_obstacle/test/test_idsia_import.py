@@ -224,11 +224,13 @@ def wrong_layouts(tmp_path):
     yield 'integers', integers, ['bag0_x is not a float dataset']
     simulation = tmp_path / 'simulation.h5'
     with h5py.File(simulation, 'w') as file:
-        for camera in ('cam1', 'cam2', 'cam3', 'pos_x'):
-            file[f'bag0/x/{camera}'] = np.zeros((2, 64, 80, 3))
-        file['bag0/y/target1'] = np.zeros((2, 289))
-    yield 'simulation', simulation, ['simulation dataset', 'x/{cam1, cam2, cam3, pos_x}',
-                                     'three cameras', 'y/{target1}']
+        for index in (0, 1):  # as their README names them (their code: cam1, target1)
+            for camera in ('input_cam1', 'input_cam2', 'input_cam3'):
+                file[f'bag{index}/x/{camera}'] = np.zeros((2, 64, 80, 3))
+            file[f'bag{index}/y/output_target1'] = np.zeros((2, 289))
+    yield 'simulation', simulation, ['simulation dataset',
+                                     'x/{input_cam1, input_cam2, input_cam3}',
+                                     'three cameras', 'y/{output_target1}']
     text = tmp_path / 'text.h5'
     text.write_text('not hdf5')
     yield 'text', text, ['cannot be read as HDF5']

@@ -101,9 +101,10 @@ def plot_paper_heatmap(path: str | os.PathLike[str], grid: np.ndarray,
     """
     Draw an AUC grid (S, D) as Nava et al.'s test.py does, to lay beside their figure.
 
-    Their layout and scale: AUC × 100 annotated in white on a grey scale from 50 (black) to
-    100 (white), distances as rows from the farthest (top) to 0 cm (bottom), every other
-    one labelled, sensors as columns left to right labelled left, center, right.
+    Their layout and scale: AUC × 100 annotated on a grey scale from 50 (black) to 100
+    (white; the numbers there in black, where theirs are white and unreadable), distances
+    as rows from the farthest (top) to 0 cm (bottom), every other one labelled, sensors as
+    columns left to right labelled left, center, right.
     """
     from ..core.nava_protocol import paper_orientation
 
@@ -116,8 +117,9 @@ def plot_paper_heatmap(path: str | os.PathLike[str], grid: np.ndarray,
                         interpolation='nearest')
     for row in range(table.shape[0]):
         for column in range(table.shape[1]):
-            axes.text(column, row, f'{table[row, column]:.0f}', ha='center', va='center',
-                      fontsize=5, color='white')
+            value = table[row, column]
+            axes.text(column, row, f'{value:.0f}', ha='center', va='center', fontsize=5,
+                      color='black' if value > 80 else 'white')  # theirs: white on all
     middle = len(sensor_names) // 2
     ticks = ['left' if i == 0 else 'right' if i == len(sensor_names) - 1
              else 'center' if i == middle else '' for i in range(len(sensor_names))]
