@@ -538,7 +538,7 @@ def _trainer_watch(context: Any, robots: list[str]) -> Any:
                     self.counters = {kv.key: _number(kv.value) for kv in status.values}
 
         def received(self) -> int:
-            """Return the labeled frames the trainer has received (taken in or refused)."""
+            """Count the labeled frames that reached the trainer: taken in, refused or dropped."""
             status = self.status
             if status is None:
                 return 0

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from .atomic_file import atomic_output
+from .calibration import PlattScaling
 # One error class, format name, version and config check for this reader and the torch-free
 # one (checkpoint_reader, for the robot's predictor).
 from .checkpoint_reader import checked_payload_config, CheckpointError, FORMAT, VERSION
@@ -49,12 +50,15 @@ def save_checkpoint(path: str | os.PathLike[str], model: ObstacleNet,
                     counters: Mapping[str, Any] | None = None,
                     params: Mapping[str, Any] | None = None,
                     config: ModelConfig | None = None,
-                    average_state: Mapping[str, torch.Tensor] | None = None) -> None:
+                    average_state: Mapping[str, torch.Tensor] | None = None,
+                    calibration: Mapping[str, Any] | None = None) -> None:
     """
     Write a checkpoint atomically; ``config`` defaults to ``model.config``.
 
     ``average_state``, when given, is the state of the weights' moving average: the model
     that predicts, kept beside the weights that train (both are needed to resume).
+    ``calibration`` (``PlattScaling.as_dict()``) is the correction of the predicting
+    model's probabilities; readers fold it into those weights.
 
     Everything is converted (and checked) before the file is opened, so a bad value fails
     without touching the disk; any failure while writing, ``KeyboardInterrupt`` included,
@@ -72,6 +76,7 @@ def save_checkpoint(path: str | os.PathLike[str], model: ObstacleNet,
         'counters': _plain(dict(counters or {}), 'counters'),
         'params': _plain(dict(params or {}), 'params'),
         'config': _plain(asdict(config), 'config'),
+        'calibration': _plain(dict(calibration), 'calibration') if calibration else None,
     }
     with atomic_output(path) as temp, open(temp, 'xb') as stream:
         torch.save(payload, stream)
@@ -103,6 +108,7 @@ def load_checkpoint(path: str | os.PathLike[str],
         'counters': dict(payload.get('counters') or {}),
         'params': dict(payload.get('params') or {}),
         'config': config,
+        'calibration': payload.get('calibration'),
     }
 
 
@@ -113,14 +119,17 @@ def build_model(checkpoint: Mapping[str, Any],
     Return an :class:`ObstacleNet` with the checkpoint's config and weights.
 
     With ``averaged`` (the default) and a checkpoint that has them, the weights are the
-    moving average the online learner predicted with, so ``evaluate`` scores the model the
-    robot used; otherwise the trained weights. The model is on ``device`` (default: where
-    the checkpoint's tensors were loaded), in eval mode.
+    moving average the online learner predicted with, and its calibration folded in, so
+    ``evaluate`` scores the model the robot used; otherwise the trained weights. The
+    model is on ``device`` (default: where the checkpoint's tensors were loaded), in eval
+    mode.
     """
     model = ObstacleNet(checkpoint['config'])
     state = checkpoint['model_state']
     if averaged and checkpoint.get('average_state') is not None:
         state = checkpoint['average_state']
+    if averaged and checkpoint.get('calibration'):
+        state = calibrated_state(state, checkpoint['calibration'])
     try:
         model.load_state_dict(state)
     except RuntimeError as error:
@@ -129,3 +138,16 @@ def build_model(checkpoint: Mapping[str, Any],
         tensors = [v for v in state.values() if isinstance(v, torch.Tensor)]
         device = tensors[0].device if tensors else 'cpu'
     return model.to(device).eval()
+
+
+def calibrated_state(state: Mapping[str, torch.Tensor],
+                     calibration: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """Return ``state`` with a checkpoint's calibration folded into its last layer."""
+    try:
+        scaling = PlattScaling.from_dict(calibration)
+        arrays = {name: value.detach().cpu().numpy() for name, value in state.items()}
+        folded = scaling.fold_into(arrays)
+    except (KeyError, TypeError, ValueError) as error:
+        raise CheckpointError(f'checkpoint calibration is unusable: {error}') from error
+    return {name: torch.from_numpy(np.ascontiguousarray(folded[name])).to(state[name].device)
+            for name in state}

@@ -34,6 +34,7 @@ import zipfile
 
 import numpy as np
 
+from .calibration import PlattScaling
 from .model_config import ModelConfig, state_mismatch
 
 FORMAT = 'ssl_obstacle.checkpoint'
@@ -274,7 +275,8 @@ def read_checkpoint_weights(path: str | os.PathLike[str],
     Read the config, weights and counters of a checkpoint written by ``save_checkpoint``.
 
     With ``averaged`` (the default) and a checkpoint that has them, the weights are the
-    moving average (what the online learner predicts with), else the trained weights;
+    moving average (what the online learner predicts with), with the checkpoint's
+    calibration folded in, else the trained weights;
     their names and shapes are checked against the config. A truncated, corrupt, foreign
     or other-version file, or one whose pickle names anything but tensors and plain values,
     raises :class:`CheckpointError`; a missing one ``FileNotFoundError``.
@@ -318,10 +320,21 @@ def _read(archive: _Archive, averaged: bool) -> CheckpointWeights:
     counters = archive.materialize(payload.get('counters') or {})
     if not isinstance(counters, dict):
         raise CheckpointError(f'{path}: counters are a {type(counters).__name__}, not a dict')
+    if averaged and payload.get('calibration'):
+        state = _calibrated(path, state, archive.materialize(payload['calibration']))
     params = archive.materialize(payload.get('params') or {})
     return CheckpointWeights(config=config, state=state, counters=counters,
                              averaged=use_average, grid=_grid(path, config, payload),
                              params=params if isinstance(params, dict) else {})
+
+
+def _calibrated(path: pathlib.Path, state: dict[str, np.ndarray],
+                calibration: Any) -> dict[str, np.ndarray]:
+    """Return ``state`` with the checkpoint's calibration folded into its last layer."""
+    try:
+        return PlattScaling.from_dict(calibration).fold_into(state)
+    except (KeyError, TypeError, ValueError) as error:
+        raise CheckpointError(f'{path}: its calibration is unusable: {error}') from error
 
 
 def _grid(path: pathlib.Path, config: ModelConfig,

@@ -54,6 +54,10 @@ class ModelConfig:
         return height, width
 
 
+#: The network's last layer: its outputs are the cells' logits, in sensor-major order.
+OUTPUT_LAYER = 'head.4'
+
+
 def state_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
     """
     Return the names and shapes of ObstacleNet's tensors, in its ``state_dict`` order.
@@ -71,8 +75,8 @@ def state_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
     outputs = config.num_sensors * config.num_distances
     shapes['head.2.weight'] = (config.dense, channels * height * width)
     shapes['head.2.bias'] = (config.dense,)
-    shapes['head.4.weight'] = (outputs, config.dense)
-    shapes['head.4.bias'] = (outputs,)
+    shapes[f'{OUTPUT_LAYER}.weight'] = (outputs, config.dense)
+    shapes[f'{OUTPUT_LAYER}.bias'] = (outputs,)
     return shapes
 
 

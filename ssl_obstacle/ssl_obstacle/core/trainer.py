@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch.optim.swa_utils import AveragedModel
 
+from .calibration import fit_platt, PlattScaling
 from .checkpoint import load_checkpoint, save_checkpoint
 from .model import augment, masked_bce_loss, ModelConfig, ObstacleNet, predict_probabilities, \
     preprocess
@@ -75,6 +76,12 @@ class TrainerSettings:
     #: Draw each batch element as the least-drawn of a few random frames, so early frames
     #: are not over-trained and late ones under-trained (see :mod:`~.replay`).
     even_exposure: bool = True
+    #: Publish calibrated probabilities: Platt scaling fitted on the newest frames of the
+    #: prequential window, per 'distance' or per 'cell', folded into the published weights
+    #: ('none': publish the network's own; see :mod:`~.calibration`).
+    calibration: str = 'distance'
+    #: Newest scored frames the calibration is fitted on (older ones scored older models).
+    calibration_frames: int = 1000
 
 
 @dataclass(frozen=True)
@@ -169,6 +176,9 @@ class OnlineTrainer:
         self.settings = settings if settings is not None else TrainerSettings()
         if self.settings.batch_size < 1 or self.settings.auc_window < 1:
             raise ValueError('batch_size and auc_window must be at least 1')
+        if self.settings.calibration not in ('none', 'distance', 'cell'):
+            raise ValueError("calibration must be 'none', 'distance' or 'cell', got "
+                             f'{self.settings.calibration!r}')
         self.device = resolve_device(self.settings.device)
         self.label_completion = label_completion
         self.buffer = ReplayBuffer(
@@ -190,6 +200,8 @@ class OnlineTrainer:
                                                    self.device)
         self._average = self._fresh_average()
         self._scoring_model = self._frozen_copy()
+        self.calibration = PlattScaling.identity(self.config.num_sensors,
+                                                 self.config.num_distances)
 
     # -- frames in ------------------------------------------------------------------------
 
@@ -303,12 +315,25 @@ class OnlineTrainer:
         Freeze the current (averaged) weights as the published ones and return them.
 
         From here on frames are scored with these weights, as the robots predict with them.
+        The returned weights have the calibration refitted now folded in (the frames are
+        scored without it: the calibration is fitted on those scores).
         """
         self._scoring_model = self._frozen_copy()
         self.version += 1
+        self.calibration = self._fit_calibration()
         state = {name: np.array(tensor.detach().cpu().numpy(), dtype=np.float32, order='C')
                  for name, tensor in self._scoring_model.state_dict().items()}
+        if not self.calibration.is_identity:
+            state = self.calibration.fold_into(state)
         return PublishedWeights(self.version, self.updates, state)
+
+    def _fit_calibration(self) -> PlattScaling:
+        """Fit Platt scaling on the newest scored frames (identity when off or too few)."""
+        if self.settings.calibration == 'none':
+            return PlattScaling.identity(self.config.num_sensors, self.config.num_distances)
+        probabilities, labels = self._pooled.arrays()
+        recent = slice(-max(1, self.settings.calibration_frames), None)
+        return fit_platt(probabilities[recent], labels[recent], per=self.settings.calibration)
 
     def _predicting_model(self) -> ObstacleNet:
         return self._average.module if self._average is not None else self._model
@@ -390,7 +415,8 @@ class OnlineTrainer:
         save_checkpoint(path, self._model, optimizer=self._optimizer,
                         counters=self._counters(),
                         params={**asdict(self.settings), **dict(grid or {})},
-                        config=self.config, average_state=self._average_state())
+                        config=self.config, average_state=self._average_state(),
+                        calibration=self.calibration.as_dict())
 
     def load(self, path: str | Path) -> None:
         """
@@ -416,6 +442,8 @@ class OnlineTrainer:
             self._average.n_averaged.fill_(max(1, int(counters.get('updates', 1))))
         if state.get('optimizer_state') is not None:
             self._optimizer.load_state_dict(state['optimizer_state'])
+        if state.get('calibration') is not None:
+            self.calibration = PlattScaling.from_dict(state['calibration'])
         self.updates = int(counters.get('updates', 0))
         self.resets = int(counters.get('resets', 0))
         self.labeled_frames = int(counters.get('labeled_frames', 0))

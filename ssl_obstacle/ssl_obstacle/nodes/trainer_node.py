@@ -87,6 +87,11 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     'implied_blocking': (True, 'also train on the cells beyond an obstacle the centre sensor '
                                'saw: the robot could only reach them through it (see '
                                'core/implied_labels.py); scoring keeps the observed labels'),
+    'calibration': ('distance', 'publish calibrated probabilities: Platt scaling fitted on '
+                                'the newest scored frames, per distance (pooling the sensors) '
+                                "or per 'cell'; 'none' = the network's own"),
+    'calibration_frames': (1000, 'newest scored (not yet trained on) frames the calibration '
+                                 'is fitted on'),
     'labeled_queue_size': (2000, 'labeled frames waiting for the worker (about 16 kB each); '
                                  'beyond it the newest are dropped and counted'),
     'max_image_pixels': (DEFAULT_MAX_IMAGE_PIXELS, 'labeled frames declaring larger images '
@@ -198,7 +203,9 @@ class TrainerNode(Node):
             device=str(values['device']), seed=int(values['seed']),
             positive_sample_fraction=float(values['positive_sample_fraction']),
             average_decay=float(values['average_decay']),
-            even_exposure=bool(values['even_exposure']))
+            even_exposure=bool(values['even_exposure']),
+            calibration=str(values['calibration']),
+            calibration_frames=int(values['calibration_frames']))
 
     def _completion(self, enabled: bool) -> Callable[[Any], Any] | None:
         if not enabled:
@@ -356,10 +363,10 @@ class TrainerNode(Node):
             return
         self._pending.append(item)
 
-    def _drain(self) -> list[tuple[str, LabeledFrame]]:
-        """Return up to SCORE_BATCH waiting frames (the one a wait took first)."""
+    def _drain(self, limit: float = SCORE_BATCH) -> list[tuple[str, LabeledFrame]]:
+        """Return up to ``limit`` waiting frames (the one a wait took first)."""
         batch, self._pending = self._pending, []
-        while len(batch) < SCORE_BATCH:
+        while len(batch) < limit:
             try:
                 batch.append(self._intake.get_nowait())
             except queue.Empty:
@@ -497,7 +504,7 @@ class TrainerNode(Node):
         self._stop.set()
         self._worker.join(timeout=30.0)
         try:
-            self._take_in(self._drain_all())
+            self._take_in(self._drain(math.inf))
         except Exception as error:  # noqa: BLE001 - the checkpoint matters more
             self.get_logger().warning(f'last labeled frames not stored: {error}')
         saved = self._save()
@@ -509,14 +516,6 @@ class TrainerNode(Node):
             f'stopping after {status.updates} training steps on {status.labeled_frames} '
             f'labeled frames; running AUC {score}'
             + (f'; model saved to {self._checkpoint}' if saved else ''))
-
-    def _drain_all(self) -> list[tuple[str, LabeledFrame]]:
-        batch, self._pending = self._pending, []
-        while True:
-            try:
-                batch.append(self._intake.get_nowait())
-            except queue.Empty:
-                return batch
 
 
 def main(args: list[str] | None = None) -> None:
