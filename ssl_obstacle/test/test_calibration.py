@@ -12,6 +12,7 @@ from ssl_obstacle.core.calibration import expected_calibration_error, fit_platt,
     MIN_CELLS, PlattScaling, reliability, sigmoid
 from ssl_obstacle.core.checkpoint import build_model, load_checkpoint
 from ssl_obstacle.core.checkpoint_reader import CheckpointError, read_checkpoint_weights
+from ssl_obstacle.core.evaluation import build_report
 from ssl_obstacle.core.metrics import auc_grid
 from ssl_obstacle.core.model import ModelConfig, predict_probabilities
 from ssl_obstacle.core.model_config import state_shapes
@@ -51,6 +52,25 @@ def test_reliability_bins_ignore_unknown_cells_and_keep_fractions():
     assert curve.mean_observed[0] == pytest.approx(0.25)  # mean of the fractions 0 and 0.5
     assert np.isnan(curve.mean_predicted[3])  # empty bin
     assert np.isnan(expected_calibration_error(grid([0.5]), grid([np.nan])))
+
+
+def test_the_report_gives_the_ece_overall_and_per_band_with_its_reliability_curves():
+    rng = np.random.default_rng(7)
+    distances = [0.0, 0.05, 0.15, 0.25, 0.3]
+    probabilities = rng.random((200, 2, 5))
+    labels = (rng.random((200, 2, 5)) < probabilities).astype(np.float64)
+    probabilities[:, :, 3:] = 0.9  # the far band says 0.9 where half the cells are obstacles
+    labels[:, :, 3:] = np.arange(200)[:, None, None] % 2
+    labels[::7] = np.nan
+    report = build_report(probabilities, labels, ['a', 'b'], distances, n_boot=2)
+    assert report['ece'] == pytest.approx(expected_calibration_error(probabilities, labels))
+    assert report['ece_by_band']['20-30cm'] == pytest.approx(0.4, abs=0.02)
+    assert report['ece_by_band']['0-10cm'] == pytest.approx(
+        expected_calibration_error(probabilities[:, :, :2], labels[:, :, :2]))
+    assert report['ece_by_band']['0-10cm'] < 0.1
+    curve = report['reliability']['20-30cm']
+    assert curve['cells'].sum() == (~np.isnan(labels[:, :, 3:])).sum()
+    assert curve['observed_rate'][13] == pytest.approx(0.5, abs=0.02)
 
 
 # ---------------------------------------------------------------------- fitting

@@ -29,7 +29,7 @@ def test_demo_runs_end_to_end_and_writes_every_file(tmp_path):
 
     report = json.loads((out / 'report.json').read_text())
     for key in ('sensor_names', 'distances', 'auc', 'auc_mean', 'auc_by_distance', 'frames',
-                'learning_curve', 'settings'):
+                'learning_curve', 'settings', 'ece', 'ece_by_band', 'reliability'):
         assert key in report, key
     assert len(report['auc']) == 5 and all(len(row) == 31 for row in report['auc'])
     assert report['frames'] > 100
@@ -81,8 +81,11 @@ def test_demo_runs_end_to_end_and_writes_every_file(tmp_path):
     assert set(driving['comparison']) == {'near_hits_per_m_ratio', 'mean_speed_ratio'}
     assert any(line.startswith('avoider ') for line in lines[-6:])
     assert any(line.startswith('explorer ') for line in lines[-6:])
+    assert 0.0 <= report['ece'] <= 1.0
+    assert set(report['ece_by_band']) == set(report['auc_by_band'])
+    assert sum(report['reliability']['all']['cells']) == known.sum()
     for name in ('auc_heatmap.png', 'auc_by_distance.png', 'learning_curve.png',
-                 'examples.png', 'drive.png'):
+                 'examples.png', 'drive.png', 'calibration.png'):
         with Image.open(out / name) as image:
             pixels = np.asarray(image.convert('RGB'))
         assert pixels.shape[0] > 200 and pixels.shape[1] > 300, name

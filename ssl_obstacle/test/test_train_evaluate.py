@@ -150,6 +150,10 @@ def test_train_and_evaluate_commands_end_to_end(tmp_path, capsys):
     assert report['auc_mean'] == pytest.approx(auc_mean(direct))
     assert is_png(report_dir / 'auc_heatmap.png')
     assert is_png(report_dir / 'auc_by_distance.png')
+    # Calibration: the ECE overall and per band, and the reliability diagram.
+    assert 0.0 <= report['ece'] <= 1.0 and set(report['ece_by_band']) == set(report['auc_by_band'])
+    assert 'calibration error (ECE' in out
+    assert is_png(report_dir / 'calibration.png')
     assert [p.name for p in report_dir.iterdir() if p.name.startswith('.')] == []
 
 

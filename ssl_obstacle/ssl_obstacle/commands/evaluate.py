@@ -29,13 +29,14 @@ from ..core.nava_protocol import (BOOTSTRAP_ROUNDS, BOOTSTRAP_SEED, FLIP_MODES,
 def write_report(directory: str | os.PathLike[str], report: Mapping[str, Any],
                  extra: Mapping[str, Any] | None = None) -> dict[str, pathlib.Path]:
     """
-    Write ``report.json``, ``auc_heatmap.png`` and ``auc_by_distance.png`` into ``directory``.
+    Write ``report.json``, ``auc_heatmap.png``, ``auc_by_distance.png`` and, for a report
+    with its calibration, ``calibration.png`` into ``directory``.
 
     ``extra`` keys (the demo's learning curve and settings, the model used, …) are added to
     the JSON. Each file is written atomically; the directory is created if needed. Return
     the paths written, by name.
     """
-    from .plots import plot_auc_by_distance, plot_auc_heatmap, write_json
+    from .plots import plot_auc_by_distance, plot_auc_heatmap, plot_reliability, write_json
 
     directory = pathlib.Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -48,6 +49,10 @@ def write_report(directory: str | os.PathLike[str], report: Mapping[str, Any],
                          as_float_array(report['auc_by_distance']),
                          as_float_array(report.get('auc_by_distance_ci_low')),
                          as_float_array(report.get('auc_by_distance_ci_high')))
+    if 'reliability' in report:
+        paths['calibration.png'] = directory / 'calibration.png'
+        plot_reliability(paths['calibration.png'], report['reliability'],
+                         {'all': report['ece'], **report['ece_by_band']})
     return paths
 
 

@@ -184,6 +184,48 @@ def plot_auc_by_distance(path: str | os.PathLike[str], distances: Sequence[float
     _save(figure, path)
 
 
+def plot_reliability(path: str | os.PathLike[str], curves: Mapping[str, Mapping[str, Any]],
+                     ece: Mapping[str, float]) -> None:
+    """
+    Draw a reliability diagram per distance band: observed obstacle rate against P.
+
+    On the diagonal, P means what it says; the bars below show how many cells each bin has
+    (a bin of ten cells says little).
+    """
+    names = [name for name in curves if name != 'all'] or list(curves)
+    figure = Figure(figsize=(3.2 * len(names), 4.2))
+    axes_row = figure.subplots(2, len(names), squeeze=False,
+                               gridspec_kw={'height_ratios': [3, 1]}, sharex=True)
+    for column, name in enumerate(names):
+        curve = curves[name]
+        edges = np.asarray(curve['bin_edges'], dtype=np.float64)
+        centres = 0.5 * (edges[:-1] + edges[1:])
+        predicted = _floats(curve['mean_predicted'])
+        observed = _floats(curve['observed_rate'])
+        axes, counts = axes_row[0][column], axes_row[1][column]
+        axes.plot([0, 1], [0, 1], color='0.5', linestyle='--', linewidth=1)
+        used = ~np.isnan(predicted)
+        axes.plot(predicted[used], observed[used], marker='o', markersize=3)
+        value = ece.get(name, float('nan'))
+        axes.set_title(f'{name}: ECE {value:.3f}' if np.isfinite(value) else name)
+        axes.set_xlim(0, 1)
+        axes.set_ylim(0, 1)
+        axes.grid(alpha=0.3)
+        counts.bar(centres, np.asarray(curve['cells'], dtype=np.float64),
+                   width=edges[1] - edges[0], color='0.6')
+        counts.set_yscale('log')
+        counts.set_xlabel('predicted P(obstacle)')
+        if column == 0:
+            axes.set_ylabel('observed obstacle rate')
+            counts.set_ylabel('cells')
+    figure.tight_layout()
+    _save(figure, path)
+
+
+def _floats(values: Any) -> np.ndarray:
+    return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+
+
 def plot_learning_curve(path: str | os.PathLike[str], sim_seconds: Sequence[float],
                         running_auc: Sequence[float], heldout_auc: Sequence[float]) -> None:
     """Plot the running (prequential) and held-out AUC against simulated time."""

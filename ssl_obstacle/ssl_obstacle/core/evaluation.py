@@ -17,7 +17,8 @@ import h5py
 import numpy as np
 
 from . import nava_protocol
-from .metrics import (auc_by_band, auc_by_distance, auc_grid, auc_mean,
+from .calibration import reliability
+from .metrics import (auc_by_band, auc_by_distance, auc_grid, auc_mean, band_columns,
                       bootstrap_auc_by_distance_ci, bootstrap_auc_ci)
 from .training import check_compatible, FileInfo, inspect_dataset, load_frames, TrainError
 
@@ -68,6 +69,28 @@ def build_report(probabilities: np.ndarray, labels: np.ndarray, sensor_names: Se
         'positive_cells': (known & (np.nan_to_num(labels) >= 0.5)).sum(axis=0),
         'bootstrap': {'resamples': int(n_boot), 'alpha': float(alpha), 'unit': 'frame',
                       'seed': int(seed)},
+        **calibration_report(probabilities, labels, distances),
+    }
+
+
+def calibration_report(probabilities: np.ndarray, labels: np.ndarray,
+                       distances: Sequence[float]) -> dict[str, Any]:
+    """
+    Return how well the probabilities are calibrated, over the known cells.
+
+    ``ece`` (15 bins), ``ece_by_band`` and ``reliability``: per band and for ``all``, each
+    bin's cells, mean predicted probability and observed obstacle rate (NaN when empty).
+    """
+    groups = {'all': np.ones(len(distances), bool), **band_columns(distances)}
+    curves = {name: reliability(probabilities[:, :, columns], labels[:, :, columns])
+              for name, columns in groups.items()}
+    return {
+        'ece': curves['all'].ece,
+        'ece_by_band': {name: curve.ece for name, curve in curves.items() if name != 'all'},
+        'reliability': {name: {'bin_edges': curve.edges, 'cells': curve.counts,
+                               'mean_predicted': curve.mean_predicted,
+                               'observed_rate': curve.mean_observed}
+                        for name, curve in curves.items()},
     }
 
 
@@ -87,6 +110,11 @@ def format_table(report: Mapping[str, Any]) -> str:
     lines = [f'frames {report["frames"]}, mean AUC over cells {number(report["auc_mean"])}',
              '  by band: ' + ', '.join(f'{name} {number(value)}'
                                        for name, value in report['auc_by_band'].items())]
+    if 'ece' in report:
+        lines.append(f'  calibration error (ECE, 0 = P means what it says): '
+                     f'{number(report["ece"])}; by band: ' + ', '.join(
+                         f'{name} {number(value)}'
+                         for name, value in report['ece_by_band'].items()))
     low = as_float_array(report.get('auc_by_distance_ci_low'))
     high = as_float_array(report.get('auc_by_distance_ci_high'))
     cells = []

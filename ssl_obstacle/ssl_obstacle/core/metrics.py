@@ -77,14 +77,20 @@ def auc_by_band(grid: np.ndarray, distances: Sequence[float],
     weigh cells alike; NaN for a band with no defined cell.
     """
     grid = np.asarray(grid, dtype=np.float64)
+    return {name: auc_mean(grid[:, in_band])
+            for name, in_band in band_columns(distances, bands).items()}
+
+
+def band_columns(distances: Sequence[float],
+                 bands: Mapping[str, tuple[float, float]] = BANDS) -> dict[str, np.ndarray]:
+    """Return, per band, which distances it holds: [low, high), the last band [low, high]."""
     distances = np.asarray(distances, dtype=np.float64)
     last = max(high for _, high in bands.values())
-    result = {}
+    columns = {}
     for name, (low, high) in bands.items():
         upper = distances <= high + 1e-9 if high >= last else distances < high - 1e-9
-        in_band = (distances >= low - 1e-9) & upper
-        result[name] = auc_mean(grid[:, in_band])
-    return result
+        columns[name] = (distances >= low - 1e-9) & upper
+    return columns
 
 
 def bootstrap_auc_ci(probabilities: np.ndarray, labels: np.ndarray, n_boot: int = 200,
