@@ -29,8 +29,10 @@ from ..core.nava_protocol import (BOOTSTRAP_ROUNDS, BOOTSTRAP_SEED, FLIP_MODES,
 def write_report(directory: str | os.PathLike[str], report: Mapping[str, Any],
                  extra: Mapping[str, Any] | None = None) -> dict[str, pathlib.Path]:
     """
-    Write ``report.json``, ``auc_heatmap.png``, ``auc_by_distance.png`` and, for a report
-    with its calibration, ``calibration.png`` into ``directory``.
+    Write ``report.json`` and the report's figures into ``directory``.
+
+    The figures: ``auc_heatmap.png``, ``auc_by_distance.png`` and, for a report with its
+    calibration, ``calibration.png``.
 
     ``extra`` keys (the demo's learning curve and settings, the model used, …) are added to
     the JSON. Each file is written atomically; the directory is created if needed. Return
