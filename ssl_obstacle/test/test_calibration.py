@@ -213,6 +213,10 @@ def test_a_checkpoint_carries_the_calibration_to_both_readers_and_to_a_resumed_t
     resumed = OnlineTrainer(CONFIG, TrainerSettings(calibration='distance'))
     resumed.load(path)
     assert np.allclose(resumed.calibration.scale, trainer.calibration.scale)
+    # The cells' confidence travels the same way.
+    assert weights.cell_confidence is not None and weights.cell_confidence.shape == (3, 4)
+    np.testing.assert_allclose(numpy_reader.cell_confidence, weights.cell_confidence)
+    np.testing.assert_allclose(resumed.cell_confidence, weights.cell_confidence)
 
 
 def test_a_checkpoint_with_a_broken_calibration_is_refused_by_both_readers(tmp_path):

@@ -82,6 +82,9 @@ def test_demo_runs_end_to_end_and_writes_every_file(tmp_path):
     assert any(line.startswith('avoider ') for line in lines[-6:])
     assert any(line.startswith('explorer ') for line in lines[-6:])
     assert 0.0 <= report['ece'] <= 1.0
+    groups = report['confidence_vs_error']['groups']
+    assert sum(g['cells'] for g in groups) == known.sum()
+    assert all(0.0 <= g['confidence_low'] <= g['confidence_high'] <= 1.0 for g in groups)
     assert set(report['ece_by_band']) == set(report['auc_by_band'])
     assert sum(report['reliability']['all']['cells']) == known.sum()
     for name in ('auc_heatmap.png', 'auc_by_distance.png', 'learning_curve.png',

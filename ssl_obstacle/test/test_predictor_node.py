@@ -58,13 +58,19 @@ def trained(seed: int = 0, steps: int = 5) -> OnlineTrainer:
 
 
 def model_msg(trainer: OnlineTrainer, encoding: str = 'float32', *, config=CONFIG,
-              sensors=SENSORS, distances=DISTANCES, state=None) -> ModelWeights:
+              sensors=SENSORS, distances=DISTANCES, state=None,
+              confidence=None) -> ModelWeights:
     """Return the ModelWeights a trainer node publishes for ``trainer``'s published weights."""
     weights = trainer.published
     return model_weights_msg(Header(stamp=time_from_ns(1)), config, sensors, distances,
                              weights.state if state is None else state, weights.updates,
                              weights.version, f'/test/trainer@{trainer.settings.seed}',
-                             encoding)
+                             encoding, weights.cell_confidence if confidence is None
+                             else confidence)
+
+
+def confidence_of(prediction: ObstaclePrediction) -> np.ndarray:
+    return np.reshape(prediction.confidence, (len(SENSORS), len(DISTANCES)))
 
 
 def predictor_parameters(**overrides) -> list[Parameter]:
@@ -169,6 +175,11 @@ def test_numpy_predictions_over_dds_equal_the_trainers_torch_predictions():
     assert list(prediction.sensor_names) == SENSORS
     np.testing.assert_allclose(prediction.distances, DISTANCES, atol=1e-6)
     assert all(0.0 <= p <= 1.0 for p in prediction.probabilities)
+    # Each cell's confidence travels with the weights and comes out with every prediction.
+    expected = trainer.published.cell_confidence
+    assert expected is not None and 0 < expected.max() <= 1 and expected.min() < expected.max()
+    for each in driver.predictions:
+        np.testing.assert_allclose(confidence_of(each), expected, atol=1e-7)
     marker = driver.markers[0].markers[0]
     assert marker.header.frame_id == 'thymio/base_link'
     assert len(marker.points) == len(SENSORS) * len(DISTANCES)
@@ -304,6 +315,10 @@ BAD_MODELS = {
                      'model_values'),
     'an infinite weight': (lambda t: model_msg(t, state=weights_with(t, 'head.4.bias',
                                                                      with_inf)), 'model_values'),
+    'a cell confidence above 1': (lambda t: model_msg(t, confidence=np.full(
+        (len(SENSORS), len(DISTANCES)), 1.5, np.float32)), 'model_values'),
+    'cell confidences of another grid': (lambda t: model_msg(t, confidence=np.full(
+        3, 0.5, np.float32)), 'model_values'),
 }
 
 
@@ -464,6 +479,8 @@ def test_a_model_file_predicts_from_the_start_without_any_trainer(tmp_path):
                 assert prediction.model_updates == trainer.updates
                 np.testing.assert_allclose(probabilities_of(prediction), trainer.predict(image),
                                            atol=1e-5)
+                np.testing.assert_allclose(confidence_of(prediction), trainer.cell_confidence,
+                                           atol=1e-7)
                 assert wait_for(lambda: driver.reported('predicted') == 1, 20.0)
                 assert driver.reported('models_loaded') == 1
                 assert driver.reported('models_received') == 0

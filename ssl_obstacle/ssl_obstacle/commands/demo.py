@@ -164,6 +164,7 @@ class Demo:
         #: closing, without torch), the trainer's last status, the wall seconds the
         #: simulation ran and the held-out frames.
         self.model: Any = None
+        self.cell_confidence: np.ndarray | None = None
         self.final: dict[str, Any] = {}
         self.wall_seconds = 0.0
         self.heldout: tuple[np.ndarray, np.ndarray] | None = None
@@ -402,6 +403,7 @@ class Demo:
         except (OSError, CheckpointError) as error:
             raise DemoError(f'the trainer left no usable checkpoint: {error}') from error
         self.model = NumpyObstacleNet(weights.config, weights.state)
+        self.cell_confidence = weights.cell_confidence
         self.final.update(updates=int(weights.counters.get('updates', 0)),
                           labeled_frames=int(weights.counters.get('labeled_frames', 0)),
                           parameters=weights.params)
@@ -421,6 +423,7 @@ class Demo:
                   predictor_counters: dict[str, Any]) -> dict[str, Any]:
         from .evaluate import write_report
         from .plots import plot_examples, plot_learning_curve
+        from ..core.confidence import error_by_confidence
         from ..core.evaluation import build_report
 
         args = self.args
@@ -457,6 +460,10 @@ class Demo:
                          'labeler': labeler_counters, 'predictors': predictor_counters,
                          'trainer': final['counters'], 'trainer_process': final['process']},
         }
+        if self.cell_confidence is not None:
+            # Does the published confidence hold in a world it never saw?
+            extra['confidence_vs_error'] = error_by_confidence(probabilities, labels,
+                                                               self.cell_confidence)
         if args.drive_minutes > 0:
             self.driving = self._drive()
             extra['driving'] = self.driving

@@ -51,14 +51,16 @@ def save_checkpoint(path: str | os.PathLike[str], model: ObstacleNet,
                     params: Mapping[str, Any] | None = None,
                     config: ModelConfig | None = None,
                     average_state: Mapping[str, torch.Tensor] | None = None,
-                    calibration: Mapping[str, Any] | None = None) -> None:
+                    calibration: Mapping[str, Any] | None = None,
+                    cell_confidence: np.ndarray | None = None) -> None:
     """
     Write a checkpoint atomically; ``config`` defaults to ``model.config``.
 
     ``average_state``, when given, is the state of the weights' moving average: the model
     that predicts, kept beside the weights that train (both are needed to resume).
     ``calibration`` (``PlattScaling.as_dict()``) is the correction of the predicting
-    model's probabilities; readers fold it into those weights.
+    model's probabilities; readers fold it into those weights. ``cell_confidence`` (S, D)
+    is how far each of its cells can be trusted (core/confidence.py).
 
     Everything is converted (and checked) before the file is opened, so a bad value fails
     without touching the disk; any failure while writing, ``KeyboardInterrupt`` included,
@@ -77,6 +79,8 @@ def save_checkpoint(path: str | os.PathLike[str], model: ObstacleNet,
         'params': _plain(dict(params or {}), 'params'),
         'config': _plain(asdict(config), 'config'),
         'calibration': _plain(dict(calibration), 'calibration') if calibration else None,
+        'cell_confidence': (np.asarray(cell_confidence, dtype=float).tolist()
+                            if cell_confidence is not None else None),
     }
     with atomic_output(path) as temp, open(temp, 'xb') as stream:
         torch.save(payload, stream)
@@ -109,6 +113,7 @@ def load_checkpoint(path: str | os.PathLike[str],
         'params': dict(payload.get('params') or {}),
         'config': config,
         'calibration': payload.get('calibration'),
+        'cell_confidence': payload.get('cell_confidence'),
     }
 
 

@@ -35,6 +35,7 @@ import zipfile
 import numpy as np
 
 from .calibration import PlattScaling
+from .confidence import checked_confidence
 from .model_config import ModelConfig, state_mismatch
 
 FORMAT = 'ssl_obstacle.checkpoint'
@@ -89,6 +90,8 @@ class CheckpointWeights:
     #: The settings the checkpoint was trained with (plain values; the trainer node's
     #: parameters), for provenance.
     params: dict[str, Any] = field(default_factory=dict)
+    #: (S, D) in [0, 1]: how far each cell can be trusted; None when the file has none.
+    cell_confidence: np.ndarray | None = None
 
 
 class _Refused(pickle.UnpicklingError):
@@ -323,9 +326,15 @@ def _read(archive: _Archive, averaged: bool) -> CheckpointWeights:
     if averaged and payload.get('calibration'):
         state = _calibrated(path, state, archive.materialize(payload['calibration']))
     params = archive.materialize(payload.get('params') or {})
+    try:
+        confidence = checked_confidence(archive.materialize(payload.get('cell_confidence')),
+                                        (config.num_sensors, config.num_distances))
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f'{path}: its cell_confidence is unusable: {error}') from error
     return CheckpointWeights(config=config, state=state, counters=counters,
                              averaged=use_average, grid=_grid(path, config, payload),
-                             params=params if isinstance(params, dict) else {})
+                             params=params if isinstance(params, dict) else {},
+                             cell_confidence=confidence)
 
 
 def _calibrated(path: pathlib.Path, state: dict[str, np.ndarray],

@@ -35,6 +35,7 @@ from torch.optim.swa_utils import AveragedModel
 
 from .calibration import fit_platt, PlattScaling
 from .checkpoint import load_checkpoint, save_checkpoint
+from .confidence import cell_confidence, checked_confidence
 from .model import augment, masked_bce_loss, ModelConfig, ObstacleNet, predict_probabilities, \
     preprocess
 from .prequential import PrequentialWindow
@@ -78,8 +79,10 @@ class TrainerSettings:
     even_exposure: bool = True
     #: Publish calibrated probabilities: Platt scaling fitted on the newest frames of the
     #: prequential window, per 'distance' or per 'cell', folded into the published weights
-    #: ('none': publish the network's own; see :mod:`~.calibration`).
-    calibration: str = 'distance'
+    #: ('none', the default: the network's own). Off by default because a fit on the
+    #: training room's self-supervised labels did not carry over to an unseen room
+    #: (docs/architecture.md, "Calibration and confidence").
+    calibration: str = 'none'
     #: Newest scored frames the calibration is fitted on (older ones scored older models).
     calibration_frames: int = 1000
 
@@ -121,6 +124,8 @@ class PublishedWeights:
     version: int
     updates: int
     state: dict[str, np.ndarray]
+    #: (S, D) in [0, 1]: how far each cell can be trusted (see :mod:`~.confidence`).
+    cell_confidence: np.ndarray | None = None
 
 
 def fresh_model(config: ModelConfig, settings: TrainerSettings, resets: int,
@@ -202,6 +207,8 @@ class OnlineTrainer:
         self._scoring_model = self._frozen_copy()
         self.calibration = PlattScaling.identity(self.config.num_sensors,
                                                  self.config.num_distances)
+        #: Confidence per cell of the published weights; None until the first publish.
+        self.cell_confidence: np.ndarray | None = None
 
     # -- frames in ------------------------------------------------------------------------
 
@@ -320,20 +327,26 @@ class OnlineTrainer:
         """
         self._scoring_model = self._frozen_copy()
         self.version += 1
-        self.calibration = self._fit_calibration()
+        probabilities, labels = self._recent_scores()
+        self.calibration = self._fit_calibration(probabilities, labels)
+        self.cell_confidence = cell_confidence(probabilities, labels)
         state = {name: np.array(tensor.detach().cpu().numpy(), dtype=np.float32, order='C')
                  for name, tensor in self._scoring_model.state_dict().items()}
         if not self.calibration.is_identity:
             state = self.calibration.fold_into(state)
-        return PublishedWeights(self.version, self.updates, state)
+        return PublishedWeights(self.version, self.updates, state, self.cell_confidence)
 
-    def _fit_calibration(self) -> PlattScaling:
-        """Fit Platt scaling on the newest scored frames (identity when off or too few)."""
-        if self.settings.calibration == 'none':
-            return PlattScaling.identity(self.config.num_sensors, self.config.num_distances)
+    def _recent_scores(self) -> tuple[np.ndarray, np.ndarray]:
+        """Return the newest scored frames' predictions and labels (older: older models)."""
         probabilities, labels = self._pooled.arrays()
         recent = slice(-max(1, self.settings.calibration_frames), None)
-        return fit_platt(probabilities[recent], labels[recent], per=self.settings.calibration)
+        return probabilities[recent], labels[recent]
+
+    def _fit_calibration(self, probabilities: np.ndarray, labels: np.ndarray) -> PlattScaling:
+        """Fit Platt scaling on scored frames (identity when off or too few)."""
+        if self.settings.calibration == 'none':
+            return PlattScaling.identity(self.config.num_sensors, self.config.num_distances)
+        return fit_platt(probabilities, labels, per=self.settings.calibration)
 
     def _predicting_model(self) -> ObstacleNet:
         return self._average.module if self._average is not None else self._model
@@ -416,7 +429,8 @@ class OnlineTrainer:
                         counters=self._counters(),
                         params={**asdict(self.settings), **dict(grid or {})},
                         config=self.config, average_state=self._average_state(),
-                        calibration=self.calibration.as_dict())
+                        calibration=self.calibration.as_dict(),
+                        cell_confidence=self.cell_confidence)
 
     def load(self, path: str | Path) -> None:
         """
@@ -444,6 +458,8 @@ class OnlineTrainer:
             self._optimizer.load_state_dict(state['optimizer_state'])
         if state.get('calibration') is not None:
             self.calibration = PlattScaling.from_dict(state['calibration'])
+        self.cell_confidence = checked_confidence(
+            state.get('cell_confidence'), (self.config.num_sensors, self.config.num_distances))
         self.updates = int(counters.get('updates', 0))
         self.resets = int(counters.get('resets', 0))
         self.labeled_frames = int(counters.get('labeled_frames', 0))

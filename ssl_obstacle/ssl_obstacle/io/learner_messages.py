@@ -15,7 +15,8 @@ from ..core.thymio import PROXIMITY_POSES
 
 
 def prediction_msg(header: Header, sensor_names: Sequence[str], distances: Sequence[float],
-                   probabilities: np.ndarray, updates: int) -> ObstaclePrediction:
+                   probabilities: np.ndarray, updates: int,
+                   confidence: np.ndarray | None = None) -> ObstaclePrediction:
     """Build an ``ObstaclePrediction`` (grid row-major [sensor][distance])."""
     msg = ObstaclePrediction()
     msg.header = header
@@ -23,6 +24,8 @@ def prediction_msg(header: Header, sensor_names: Sequence[str], distances: Seque
     msg.distances = np.asarray(distances, dtype=np.float32)
     msg.probabilities = np.ascontiguousarray(probabilities, dtype=np.float32).reshape(-1)
     msg.model_updates = int(updates)
+    if confidence is not None:
+        msg.confidence = np.ascontiguousarray(confidence, dtype=np.float32).reshape(-1)
     return msg
 
 

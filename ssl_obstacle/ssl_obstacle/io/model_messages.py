@@ -14,6 +14,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .conversions import BadInput, stamp_to_ns
+from ..core.confidence import checked_confidence
 from ..core.model_config import ModelConfig, state_shapes
 
 #: Encodings of the weights' bytes on the wire (little-endian).
@@ -42,12 +43,15 @@ class ReceivedModel:
     version: int
     trainer: str
     stamp: int
+    #: (S, D) in [0, 1]: how far each cell can be trusted; None when the message has none.
+    cell_confidence: np.ndarray | None = None
 
 
 def model_weights_msg(header: Any, config: ModelConfig, sensor_names: Sequence[str],
                       distances: Sequence[float], state: Mapping[str, np.ndarray],
                       updates: int, version: int, trainer: str,
-                      encoding: str = 'float32') -> Any:
+                      encoding: str = 'float32',
+                      cell_confidence: np.ndarray | None = None) -> Any:
     """Build a ``ModelWeights`` message; tensors keep ``state``'s order (the state_dict's)."""
     from ssl_obstacle_msgs.msg import ModelWeights
 
@@ -70,6 +74,8 @@ def model_weights_msg(header: Any, config: ModelConfig, sensor_names: Sequence[s
     msg.tensor_shapes = [int(d) for t in state.values() for d in np.shape(t)]
     msg.encoding = encoding
     msg.data = b''.join(np.ascontiguousarray(t, dtype=dtype).tobytes() for t in state.values())
+    if cell_confidence is not None:
+        msg.cell_confidence = np.asarray(cell_confidence, dtype=np.float32).reshape(-1)
     return msg
 
 
@@ -80,7 +86,8 @@ def read_model_msg(msg: Any, sensor_names: Sequence[str],
 
     ``BadInput`` kinds: ``model_grid`` (other sensors or distances than this node's),
     ``model_config`` (sizes that build no network), ``model_layout`` (tensors not those of
-    the configured network), ``model_encoding``, ``model_values`` (NaN or infinite weights).
+    the configured network), ``model_encoding``, ``model_values`` (NaN or infinite weights,
+    cell confidences outside [0, 1] or of another size).
     """
     names = tuple(str(n) for n in msg.sensor_names)
     got_distances = np.asarray(msg.distances, dtype=np.float64)
@@ -100,10 +107,16 @@ def read_model_msg(msg: Any, sensor_names: Sequence[str],
     state = _tensors(msg, config)
     if not all(np.isfinite(t).all() for t in state.values()):
         raise BadInput('model_values', 'some weights are NaN or infinite')
+    try:
+        confidence = checked_confidence(np.asarray(msg.cell_confidence, dtype=np.float32),
+                                        (config.num_sensors, config.num_distances))
+    except ValueError as error:
+        raise BadInput('model_values', str(error)) from error
     return ReceivedModel(config=config, sensor_names=names,
                          distances=tuple(float(d) for d in got_distances), state=state,
                          updates=int(msg.updates), version=int(msg.version),
-                         trainer=str(msg.trainer), stamp=stamp_to_ns(msg.header.stamp))
+                         trainer=str(msg.trainer), stamp=stamp_to_ns(msg.header.stamp),
+                         cell_confidence=confidence)
 
 
 def _tensors(msg: Any, config: ModelConfig) -> dict[str, np.ndarray]:

@@ -21,6 +21,7 @@ import time
 from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray
+import numpy as np
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
@@ -94,6 +95,8 @@ class PredictorNode(Node):
                          'model_refused': 0, **dict.fromkeys(MODEL_KINDS, 0),
                          'camera_refused': 0, **{f'camera_{k}': 0 for k in CAMERA_KINDS}}
         self.model: NumpyObstacleNet | None = None
+        #: The model's confidence per cell (S, D), published with each prediction.
+        self.cell_confidence: np.ndarray | None = None
         self.model_updates = 0
         self.model_source = 'none'
         self._load_model_file(str(values['model_file']))
@@ -142,6 +145,7 @@ class PredictorNode(Node):
                                  f'{weights.config.num_distances}, this node wants '
                                  f'{len(self.sensor_names)} x {len(self.distances)}')
             self.model = NumpyObstacleNet(weights.config, weights.state)
+            self.cell_confidence = weights.cell_confidence
         except (OSError, ValueError) as error:
             self.get_logger().error(f'cannot predict with model_file {path} ({error}): waiting '
                                     'for a model on ssl/model instead')
@@ -216,6 +220,7 @@ class PredictorNode(Node):
                                 f'with {keeping}. {MODEL_FIXES.get(kind, "")}'.rstrip())
             return
         self.model = model
+        self.cell_confidence = received.cell_confidence
         self.model_updates = received.updates
         self.model_source = f'the model of {received.trainer} ({received.updates} updates)'
         self.counters['models_loaded'] += 1
@@ -253,7 +258,8 @@ class PredictorNode(Node):
         small = resize_rgb(rgb, config.image_width, config.image_height)
         probabilities = model.predict(small)[0]
         self._predictions.publish(prediction_msg(msg.header, self.sensor_names, self.distances,
-                                                 probabilities, self.model_updates))
+                                                 probabilities, self.model_updates,
+                                                 self.cell_confidence))
         self.counters['predicted'] += 1
         if self._overlay is not None and self._overlay.get_subscription_count() > 0:
             self._overlay.publish(rgb_to_image_msg(overlay_image(rgb, probabilities), msg.header))

@@ -87,9 +87,10 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     'implied_blocking': (True, 'also train on the cells beyond an obstacle the centre sensor '
                                'saw: the robot could only reach them through it (see '
                                'core/implied_labels.py); scoring keeps the observed labels'),
-    'calibration': ('distance', 'publish calibrated probabilities: Platt scaling fitted on '
-                                'the newest scored frames, per distance (pooling the sensors) '
-                                "or per 'cell'; 'none' = the network's own"),
+    'calibration': ('none', "publish calibrated probabilities: 'distance' = Platt scaling "
+                            'fitted on the newest scored frames per distance (pooling the '
+                            "sensors), 'cell' = per cell; 'none' = the network's own (a fit "
+                            "on the training room's labels made an unseen room's worse)"),
     'calibration_frames': (1000, 'newest scored (not yet trained on) frames the calibration '
                                  'is fitted on'),
     'labeled_queue_size': (2000, 'labeled frames waiting for the worker (about 16 kB each); '
@@ -417,7 +418,8 @@ class TrainerNode(Node):
         header = Header(stamp=self.get_clock().now().to_msg())
         msg = model_weights_msg(header, self.config, self.sensor_names, self.distances,
                                 weights.state, weights.updates, weights.version,
-                                self.trainer_id, str(self.values['model_encoding']))
+                                self.trainer_id, str(self.values['model_encoding']),
+                                cell_confidence=weights.cell_confidence)
         for publisher in self._model_publishers:
             publisher.publish(msg)
         self.counters['models_published'] += 1
