@@ -211,9 +211,10 @@ def plot_reliability(path: str | os.PathLike[str], curves: Mapping[str, Mapping[
         axes.set_xlim(0, 1)
         axes.set_ylim(0, 1)
         axes.grid(alpha=0.3)
-        counts.bar(centres, np.asarray(curve['cells'], dtype=np.float64),
-                   width=edges[1] - edges[0], color='0.6')
-        counts.set_yscale('log')
+        cells = np.asarray(curve['cells'], dtype=np.float64)
+        counts.bar(centres, cells, width=edges[1] - edges[0], color='0.6')
+        if cells.any():  # a band with no known cell has nothing to put on a log scale
+            counts.set_yscale('log')
         counts.set_xlabel('predicted P(obstacle)')
         if column == 0:
             axes.set_ylabel('observed obstacle rate')
