@@ -141,7 +141,7 @@ class Demo:
     #: Wall seconds the trainer process may take to start (importing torch on a busy machine).
     TRAINER_START_TIMEOUT = 120.0
     #: Wall seconds to wait, once the simulation ends, for labeled frames still on their way.
-    DRAIN_TIMEOUT = 15.0
+    DRAIN_TIMEOUT = 30.0
 
     def __init__(self, args: argparse.Namespace, out: pathlib.Path,
                  record_frames: bool = False) -> None:
