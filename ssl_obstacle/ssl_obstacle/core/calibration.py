@@ -19,6 +19,7 @@ from typing import Mapping
 import numpy as np
 
 from .model_config import OUTPUT_LAYER
+from .numpy_model import sigmoid
 
 #: Equal-width probability bins of the ECE and the reliability curve.
 ECE_BINS = 15
@@ -94,11 +95,6 @@ def logits(probabilities: np.ndarray) -> np.ndarray:
     """Return log(p / (1 - p)), with p clipped away from 0 and 1."""
     p = np.clip(np.asarray(probabilities, dtype=np.float64), EPSILON, 1.0 - EPSILON)
     return np.log(p) - np.log1p(-p)
-
-
-def sigmoid(values: np.ndarray) -> np.ndarray:
-    """Return 1 / (1 + exp(-x)) without overflow warnings."""
-    return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(values, dtype=np.float64)))
 
 
 @dataclass(frozen=True)

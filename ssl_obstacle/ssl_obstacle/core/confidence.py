@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .metrics import auc_grid
+from .metrics import auc_grid, average_ranks
 
 #: Cells of a confidence group in :func:`error_by_confidence`: equal shares of known cells.
 GROUPS = 4
@@ -76,18 +76,7 @@ def _rank_correlation(x: np.ndarray, y: np.ndarray) -> float:
     """Return Spearman's correlation (average ranks for ties; NaN when one side is constant)."""
     if x.size < 2:
         return float('nan')
-    rx, ry = _ranks(x), _ranks(y)
+    rx, ry = average_ranks(x), average_ranks(y)
     if rx.std() == 0 or ry.std() == 0:
         return float('nan')
     return float(np.corrcoef(rx, ry)[0, 1])
-
-
-def _ranks(values: np.ndarray) -> np.ndarray:
-    order = np.argsort(values, kind='stable')
-    ranks = np.empty(len(values), np.float64)
-    ranks[order] = np.arange(len(values), dtype=np.float64)
-    # Average the ranks of tied values (a published confidence repeats across frames).
-    unique, inverse = np.unique(values, return_inverse=True)
-    sums = np.bincount(inverse, ranks, len(unique))
-    counts = np.bincount(inverse, minlength=len(unique))
-    return (sums / counts)[inverse]

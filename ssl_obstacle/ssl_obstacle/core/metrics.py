@@ -36,11 +36,16 @@ def roc_auc(scores: np.ndarray, targets: np.ndarray) -> float:
     n_neg = len(positive) - n_pos
     if n_pos == 0 or n_neg == 0:
         return float('nan')
-    _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
-    ends = np.cumsum(counts)
-    ranks = (ends - (counts - 1) / 2.0)[inverse]  # 1-based average rank of each score
-    u = ranks[positive].sum() - n_pos * (n_pos + 1) / 2.0
+    u = average_ranks(scores)[positive].sum() - n_pos * (n_pos + 1) / 2.0
     return float(u / (n_pos * n_neg))
+
+
+def average_ranks(values: np.ndarray) -> np.ndarray:
+    """Return each value's 1-based rank, tied values sharing the average of their ranks."""
+    _, inverse, counts = np.unique(np.asarray(values).ravel(), return_inverse=True,
+                                   return_counts=True)
+    ends = np.cumsum(counts)
+    return (ends - (counts - 1) / 2.0)[inverse]
 
 
 def auc_grid(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:

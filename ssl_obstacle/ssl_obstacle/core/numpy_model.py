@@ -30,11 +30,24 @@ from .model_config import _STD_EPS, ModelConfig, state_mismatch
 BATCH_SIZE = 32
 
 
-def _sigmoid(logits: np.ndarray) -> np.ndarray:
-    """Return the logistic function of float32 ``logits``, without overflow for any size."""
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    """Return the logistic function of ``logits`` in their float type, never overflowing."""
+    logits = np.asarray(logits)
     small = np.exp(-np.abs(logits))  # in (0, 1]: never overflows
     return np.where(logits >= 0, 1.0 / (1.0 + small), small / (1.0 + small)).astype(
-        np.float32, copy=False)
+        logits.dtype if logits.dtype.kind == 'f' else np.float64, copy=False)
+
+
+def image_statistics(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """
+    Return each image's mean and deviation (float64, (N,)) as ``preprocess`` standardises.
+
+    Zero mean, unit population deviation over each image's pixels and channels, the
+    deviation clamped below at _STD_EPS.
+    """
+    mean = np.mean(images, axis=(1, 2, 3), dtype=np.float64)
+    std = np.maximum(np.std(images, axis=(1, 2, 3), dtype=np.float64), _STD_EPS)
+    return mean, std
 
 
 class NumpyObstacleNet:
@@ -101,11 +114,9 @@ class NumpyObstacleNet:
     def _forward(self, images: np.ndarray) -> np.ndarray:
         """Return the probabilities (N, S·D) for a batch of checked uint8 images."""
         count, height, width, _ = images.shape
-        # preprocess(): zero mean, unit population deviation over each image's pixels and
-        # channels, the deviation clamped below at _STD_EPS. The statistics are taken in
-        # float64 and rounded to float32: torch's float32 reductions agree to their rounding.
-        mean = images.mean(axis=(1, 2, 3), dtype=np.float64)
-        std = np.maximum(images.std(axis=(1, 2, 3), dtype=np.float64), _STD_EPS)
+        # The statistics are taken in float64 and rounded to float32: torch's float32
+        # reductions agree to their rounding.
+        mean, std = image_statistics(images)
         padded = np.zeros((count, height + 2, width + 2, 3), np.float32)
         inner = padded[:, 1:-1, 1:-1]
         np.subtract(images, mean.astype(np.float32)[:, None, None, None], out=inner,
@@ -137,4 +148,4 @@ class NumpyObstacleNet:
         np.maximum(hidden, 0.0, out=hidden)
         logits = hidden @ self._output
         logits += self._output_bias
-        return _sigmoid(logits)
+        return sigmoid(logits)

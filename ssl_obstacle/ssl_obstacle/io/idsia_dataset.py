@@ -48,7 +48,7 @@ from typing import Iterator
 import h5py
 import numpy as np
 
-from ..core.model_config import _STD_EPS
+from ..core.numpy_model import image_statistics
 from ..core.thymio import SENSOR_NAMES
 
 #: Their sensor columns, in their order (left to right); they are our five, in our order.
@@ -308,10 +308,9 @@ def to_uint8(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def standardise(images: np.ndarray) -> np.ndarray:
     """Return images standardised per image as the model's ``preprocess`` does (float64)."""
-    flat = np.asarray(images, dtype=np.float64).reshape(len(images), -1)
-    mean = flat.mean(axis=1, keepdims=True)
-    std = np.maximum(flat.std(axis=1, keepdims=True), _STD_EPS)
-    return ((flat - mean) / std).reshape(np.shape(images))
+    images = np.asarray(images, dtype=np.float64)
+    mean, std = image_statistics(images)
+    return (images - mean[:, None, None, None]) / std[:, None, None, None]
 
 
 def standardisation_error(images: np.ndarray, x: np.ndarray) -> np.ndarray:
