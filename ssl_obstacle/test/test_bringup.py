@@ -262,14 +262,16 @@ def test_up_sim_fleet_each_robot_learns_with_the_one_trainer(tmp_path):
             outside = Listener(context, '')  # no robot of a fleet publishes at the root
 
             def learning() -> bool:
+                # The model (824 kB) may reach a listener after the predictions it made:
+                # wait for it too rather than assert it the moment predictions arrive.
                 return all(len(listener.frames) >= 10 and listener.commands
                            and listener.status and len(listener.trained_predictions()) >= 5
-                           for listener in listeners)
+                           and listener.models for listener in listeners)
 
             with spinning(context, *listeners, outside):
                 assert wait_for(learning, timeout=240.0), [
                     (len(n.frames), len(n.commands), len(n.status),
-                     len(n.trained_predictions())) for n in listeners]
+                     len(n.trained_predictions()), len(n.models)) for n in listeners]
                 trainers = trainer_processes(process)
             for node in (*listeners, outside):
                 node.destroy_node()
