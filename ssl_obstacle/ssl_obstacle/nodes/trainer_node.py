@@ -23,6 +23,7 @@ import time
 from typing import Any, Callable
 
 from diagnostic_msgs.msg import DiagnosticArray
+import numpy as np
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
@@ -41,7 +42,7 @@ from ..core.model import ModelConfig
 from ..core.params import LabelParams
 from ..core.trainer import OnlineTrainer, TrainerSettings, TrainerStatus
 from ..io.conversions import BadInput, DEFAULT_MAX_IMAGE_PIXELS
-from ..io.labeled_frames import check_labeled_frame, FIXES, FrameSpec, KINDS
+from ..io.labeled_frames import CheckedFrame, check_labeled_frame, FIXES, FrameSpec, KINDS
 from ..io.learner_messages import trainer_status_msg
 from ..io.model_messages import ENCODINGS, model_weights_msg
 
@@ -156,7 +157,8 @@ class TrainerNode(Node):
         if int(values['nice']) > 0:
             os.nice(int(values['nice']))
         self.trainer = OnlineTrainer(self.config, self._settings(values),
-                                     self._completion(bool(values['implied_blocking'])))
+                                     self._completion(bool(values['implied_blocking'])),
+                                     distances=self.distances)
         self.frame_spec = FrameSpec(sensor_names=tuple(self.sensor_names),
                                     distances=tuple(self.distances),
                                     image_width=self.config.image_width,
@@ -172,7 +174,8 @@ class TrainerNode(Node):
         #: Written by the worker only (the executor's callbacks write labeled_dropped, one
         #: at a time: every subscription is in one mutually exclusive group).
         self.counters = {'labeled_in': 0, 'labeled_dropped': 0, 'labeled_refused': 0,
-                         'sensor_names_mapped': 0, **{f'bad_{kind}': 0 for kind in KINDS},
+                         'sensor_names_mapped': 0, 'labeled_unposed': 0,
+                         **{f'bad_{kind}': 0 for kind in KINDS},
                          'models_published': 0, 'checkpoints': 0, 'checkpoint_errors': 0,
                          'worker_errors': 0}
         self._mapped_orders: set[tuple[int, ...]] = set()
@@ -392,7 +395,20 @@ class TrainerNode(Node):
         if good:
             self.trainer.score_and_store(
                 [f.image for _, f in good], [f.labels for _, f in good],
-                [f.stamp for _, f in good], [r for r, _ in good])
+                [f.stamp for _, f in good], [r for r, _ in good],
+                poses=np.array([self._pose_of(f, r) for r, f in good]))
+
+    def _pose_of(self, frame: CheckedFrame, robot: str) -> np.ndarray:
+        """Return the frame's pose, or NaN (counted and logged: it pairs with no frame)."""
+        if frame.pose is not None:
+            return frame.pose
+        self.counters['labeled_unposed'] += 1
+        source = f' from {robot}' if robot else ''
+        self._log_bad('labeled_unposed', f'a labeled frame{source} has no usable pose (NaN or '
+                                         'a zero quaternion; '
+                                         f'{self.counters["labeled_unposed"]} so far): trained '
+                                         'on, but not paired for the state-consistency loss')
+        return np.full(3, np.nan)
 
     def _refuse(self, kind: str, detail: str, robot: str) -> None:
         key = f'bad_{kind}'

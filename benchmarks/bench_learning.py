@@ -1,0 +1,341 @@
+#!/usr/bin/env python3
+"""
+Screen changes to the learning on the demo's own frames, without ROS, several seeds at once.
+
+A 5-seed demo benchmark (``bench_demo_seeds.py``) takes about 25 minutes per setting on two
+cores, most of it simulating and rendering. What a learning change alters is only what the
+trainer does with the frames, so this benchmark records, once per seed, the stream the
+demo's trainer is sent (the same simulator, world, appearance re-draws, explorer and label
+rule, without DDS: :class:`~ssl_obstacle.sim.closed_loop.ClosedLoop` and the core labeler),
+caches it, and replays it into :class:`~ssl_obstacle.core.trainer.OnlineTrainer` as the demo
+paces it: ``--updates-per-second`` training steps per simulated second from the first step,
+a publication every ``--publish-every`` steps, every frame scored with the published
+weights before it is stored. The published model is scored on the demo's held-out set
+(unseen layout, exact labels on every cell) every ``--eval-every`` simulated seconds.
+
+Prints, per variant, the held-out AUC after 3 and after ``--minutes`` simulated minutes
+(mean and minimum over seeds), the ECE, and the simulated minutes to reach 0.85 and 0.90;
+writes every figure to ``<cache>/results-<stamp>.json``. Confirm a winner with
+``bench_demo_seeds.py`` (the real nodes over DDS).
+
+Run: scripts/with_env.sh python benchmarks/bench_learning.py [--variant baseline ...]
+     [--seeds 0 1 2 3 4] [--minutes 10] [--jobs 2] [--cache runs/bench_learning]
+"""
+
+from __future__ import annotations
+
+import argparse
+from concurrent.futures import ProcessPoolExecutor
+import dataclasses
+import datetime
+import functools
+import json
+import multiprocessing
+import os
+import pathlib
+import statistics
+import time
+from typing import Any
+
+import numpy as np
+
+#: Variants: trainer settings and model config overrides against the trainer node's defaults.
+VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
+    'baseline': {},
+    'smoothing 0.1': {'settings': {'label_smoothing': 0.1}},
+    'consistency 1': {'settings': {'consistency_weight': 1.0}},
+    'consistency 3': {'settings': {'consistency_weight': 3.0}},
+    'wide 16-16-16': {'config': {'filters': (16, 16, 16)}},
+    'positive 0.3': {'settings': {'positive_sample_fraction': 0.3}},
+    'lr 2e-3': {'settings': {'learning_rate': 2e-3}},
+}
+
+
+def simulator_settings(appearance_period: float) -> Any:
+    """Return the demo simulator node's settings (its parameter defaults)."""
+    from ssl_obstacle.core.params import LabelParams
+    from ssl_obstacle.nodes.simulator_node import PARAMETERS
+    from ssl_obstacle.sim.simulator import SimSettings
+    from ssl_obstacle.core.thymio import SENSOR_NAMES
+
+    value = {name: spec[0] for name, spec in PARAMETERS.items()}
+    return SimSettings(
+        camera_rate=float(value['camera_rate']), camera_width=int(value['camera_width']),
+        camera_height=int(value['camera_height']),
+        proximity_rate=float(value['proximity_rate']), odom_rate=float(value['odom_rate']),
+        cmd_timeout=float(value['cmd_timeout']), odom_noise=float(value['odom_noise']),
+        proximity_noise=float(value['proximity_noise']), sensor_names=SENSOR_NAMES,
+        distances=LabelParams().distances, ground_truth=False,
+        appearance_period=appearance_period), float(value['image_noise'])
+
+
+def record_stream(seed: int, minutes: float, world_name: str,
+                  appearance_period: float) -> dict[str, np.ndarray]:
+    """Simulate one demo robot; return its labeled frames with the simulated second sent."""
+    from ssl_obstacle.core.explorer import Explorer
+    from ssl_obstacle.core.labeler import Labeler
+    from ssl_obstacle.core.params import LabelParams
+    from ssl_obstacle.io.conversions import resize_rgb
+    from ssl_obstacle.sim.camera import CameraModel, Renderer
+    from ssl_obstacle.sim.closed_loop import ClosedLoop
+    from ssl_obstacle.sim.simulator import Simulator
+    from ssl_obstacle.sim.world import make_world
+
+    settings, image_noise = simulator_settings(appearance_period)
+    world = make_world(world_name, seed, False)
+    camera = CameraModel(width=settings.camera_width, height=settings.camera_height)
+    sim = Simulator(world, settings, seed=seed, renderer=Renderer(world, camera,
+                                                                  noise=image_noise))
+    params = LabelParams()
+    labeler = Labeler(params)
+    index = {name: i for i, name in enumerate(params.sensor_names)}
+    start = sim.now_ns
+    out: dict[str, list[Any]] = {'images': [], 'labels': [], 'poses': [], 'stamps': [],
+                                 'sent': []}
+
+    def keep(results: list[Any], now: int) -> None:
+        for result in results:
+            out['images'].append(result.payload)
+            out['labels'].append(np.array(result.labels, np.float32))
+            out['poses'].append(np.array(result.pose, np.float64))
+            out['stamps'].append(result.stamp)
+            out['sent'].append((now - start) / 1e9)
+
+    for event in ClosedLoop(sim, Explorer(seed=seed)).run(60.0 * minutes):
+        if event.kind == 'odom':
+            labeler.add_odometry(event.stamp, *event.pose)
+        elif event.kind == 'image' and event.image is not None:
+            labeler.add_frame(event.stamp, resize_rgb(event.image, 80, 64))
+        elif event.kind == 'range':
+            hit = 0.0 <= event.value
+            labeler.add_readings(event.stamp, [index[event.sensor]], [hit])
+        else:
+            continue
+        keep(labeler.poll(), event.stamp)
+    keep(labeler.flush(), sim.now_ns)
+    return {'images': np.stack(out['images']), 'labels': np.stack(out['labels']),
+            'poses': np.stack(out['poses']), 'stamps': np.array(out['stamps'], np.int64),
+            'sent': np.array(out['sent'], np.float64)}
+
+
+def heldout_arrays(world_name: str, seed: int) -> dict[str, np.ndarray]:
+    """Return the demo's held-out frames (2 simulated minutes) and their exact labels."""
+    from ssl_obstacle.commands.demo import heldout_frames
+
+    images, labels = heldout_frames(world_name, seed, 120.0)
+    return {'images': images, 'labels': labels}
+
+
+def cached(path: pathlib.Path, make: Any) -> dict[str, np.ndarray]:
+    """Return the arrays stored at ``path``, making and storing them first if absent."""
+    if not path.exists():
+        arrays = make()
+        partial = path.with_suffix('.partial.npz')
+        np.savez(partial, **arrays)
+        os.replace(partial, path)
+    with np.load(path) as data:
+        return {key: data[key] for key in data.files}
+
+
+def replay(task: dict[str, Any]) -> dict[str, Any]:
+    """Feed one cached stream to a trainer as the demo paces it; score on the held-out set."""
+    import torch
+
+    torch.set_num_threads(1)
+    from ssl_obstacle.core.calibration import expected_calibration_error
+    from ssl_obstacle.core.implied_labels import BlockedCompletion
+    from ssl_obstacle.core.metrics import auc_grid, auc_mean
+    from ssl_obstacle.core.model_config import ModelConfig
+    from ssl_obstacle.core.params import LabelParams
+    from ssl_obstacle.core.trainer import OnlineTrainer, TrainerSettings
+
+    stream = dict(np.load(task['stream']))
+    heldout = dict(np.load(task['heldout']))
+    params = LabelParams()
+    overrides = VARIANTS[task['variant']]
+    config = dataclasses.replace(ModelConfig(), **overrides.get('config', {}))
+    settings = dataclasses.replace(TrainerSettings(seed=task['seed']),
+                                   **overrides.get('settings', {}))
+    completion = BlockedCompletion(params.sensor_names, params.distances)
+    trainer = OnlineTrainer(config, settings, label_completion=completion)
+    rate, every = task['updates_per_second'], task['publish_every']
+    first_step: float | None = None
+    curve: list[dict[str, float]] = []
+    next_eval = task['eval_every']
+    started = time.monotonic()
+
+    def evaluate(sim_seconds: float) -> None:
+        probabilities = trainer.predict(heldout['images']) if trainer.version else None
+        auc = auc_mean(auc_grid(probabilities, heldout['labels'])) \
+            if probabilities is not None else float('nan')
+        ece = expected_calibration_error(probabilities, heldout['labels']) \
+            if probabilities is not None else float('nan')
+        curve.append({'sim_seconds': sim_seconds, 'auc': float(auc), 'ece': float(ece),
+                      'updates': trainer.updates})
+
+    images, labels, poses = stream['images'], stream['labels'], stream['poses']
+    for i, sent in enumerate(stream['sent']):
+        while sent >= next_eval:
+            evaluate(next_eval)
+            next_eval += task['eval_every']
+        if first_step is None and trainer.can_train:
+            first_step = sent
+        if first_step is not None:
+            while trainer.updates < int(rate * (sent - first_step)):
+                trainer.train_step()
+                if trainer.updates % every == 0:
+                    trainer.publish()
+        trainer.score_and_store(images[i:i + 1], labels[i:i + 1], [int(stream['stamps'][i])],
+                                poses=poses[i:i + 1])
+    trainer.publish()
+    novelty = novelty_check(trainer, heldout)
+    while next_eval <= 60.0 * task['minutes'] + 1e-9:
+        evaluate(next_eval)
+        next_eval += task['eval_every']
+    return {'variant': task['variant'], 'seed': task['seed'], 'curve': curve,
+            'updates': trainer.updates, 'frames': int(len(images)), 'novelty': novelty,
+            'wall_s': round(time.monotonic() - started, 1)}
+
+
+def novelty_check(trainer: Any, heldout: dict[str, np.ndarray]) -> dict[str, float]:
+    """Return how a frame's distance from the buffer's dense features ranks its error."""
+    import torch
+    from ssl_obstacle.core.confidence import _rank_correlation, error_by_confidence
+    from ssl_obstacle.core.model import preprocess
+
+    model = trainer._scoring_model
+
+    def features(images: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            x = preprocess(images).contiguous(memory_format=torch.channels_last)
+            return model.head[:4](model.features(x)).numpy()
+
+    count = len(trainer.buffer)
+    rng = np.random.default_rng(0)
+    train = features(trainer.buffer.images[rng.choice(count, min(count, 2000), replace=False)])
+    mean, scale = train.mean(0), train.std(0) + 1e-3
+    test = features(heldout['images'])
+    distance = np.sqrt((((test - mean) / scale) ** 2).mean(1))
+    own = np.sqrt((((train - mean) / scale) ** 2).mean(1))
+    probabilities = trainer.predict(heldout['images'])
+    labels = heldout['labels']
+    error = np.nanmean(np.abs(probabilities - labels), axis=(1, 2))
+    certainty = np.mean(np.abs(2 * probabilities - 1), axis=(1, 2))
+    cells = trainer.cell_confidence
+    frame = np.minimum(1.0, np.median(own) / distance)
+    combined = error_by_confidence(probabilities, labels,
+                                   cells[None] * frame[:, None, None])
+    alone = error_by_confidence(probabilities, labels, cells)
+    return {'rank_corr_cells_error': alone['rank_correlation'],
+            'rank_corr_cells_x_novelty_error': combined['rank_correlation'],
+            'groups_cells_x_novelty': [g['mean_abs_error'] for g in combined['groups']],
+            'groups_cells': [g['mean_abs_error'] for g in alone['groups']],
+            'rank_corr_novelty_error': _rank_correlation(distance, error),
+            'rank_corr_certainty_error': _rank_correlation(certainty, error),
+            'novelty_heldout_median': float(np.median(distance)),
+            'novelty_train_median': float(np.median(own))}
+
+
+def at(curve: list[dict[str, float]], seconds: float, key: str = 'auc') -> float:
+    """Return the curve's value at the last point no later than ``seconds``."""
+    points = [p[key] for p in curve if p['sim_seconds'] <= seconds + 1e-9]
+    return points[-1] if points else float('nan')
+
+
+def time_to(curve: list[dict[str, float]], level: float) -> float:
+    """Return the simulated minutes after which the AUC stays at or above ``level``."""
+    reached = float('nan')
+    for point in curve:
+        if point['auc'] >= level:
+            if reached != reached:
+                reached = point['sim_seconds'] / 60.0
+        else:
+            reached = float('nan')
+    return reached
+
+
+def summarise(results: list[dict[str, Any]], minutes: float) -> list[dict[str, Any]]:
+    """Return one row per variant: the means and minima over seeds."""
+    rows = []
+    for variant in dict.fromkeys(r['variant'] for r in results):
+        runs = [r for r in results if r['variant'] == variant]
+        final = [at(r['curve'], 60 * minutes) for r in runs]
+        early = [at(r['curve'], 180.0) for r in runs]
+        ece = [at(r['curve'], 60 * minutes, 'ece') for r in runs]
+        rows.append({'variant': variant, 'seeds': [r['seed'] for r in runs],
+                     'auc': final, 'auc_mean': statistics.fmean(final), 'auc_min': min(final),
+                     'auc_3min_mean': statistics.fmean(early),
+                     'ece_mean': statistics.fmean(ece),
+                     'minutes_to_085': [time_to(r['curve'], 0.85) for r in runs],
+                     'minutes_to_090': [time_to(r['curve'], 0.90) for r in runs],
+                     'wall_s': [r['wall_s'] for r in runs]})
+    return rows
+
+
+def print_rows(rows: list[dict[str, Any]]) -> None:
+    """Print the table."""
+    def minutes(values: list[float]) -> str:
+        reached = [v for v in values if v == v]
+        text = f'{statistics.median(reached):.1f}' if reached else '-'
+        return text + ('' if len(reached) == len(values) else f' ({len(reached)}/{len(values)})')
+
+    print(f'{"variant":24} {"AUC mean":>8} {"min":>6} {"3 min":>6} {"ECE":>6} '
+          f'{"t0.85":>9} {"t0.90":>9}  per seed')
+    for row in rows:
+        print(f'{row["variant"]:24} {row["auc_mean"]:8.3f} {row["auc_min"]:6.3f} '
+              f'{row["auc_3min_mean"]:6.3f} {row["ece_mean"]:6.3f} '
+              f'{minutes(row["minutes_to_085"]):>9} {minutes(row["minutes_to_090"]):>9}  '
+              + ' '.join(f'{v:.3f}' for v in row['auc']))
+
+
+def main() -> None:
+    """Record the streams (once), replay every variant on every seed, print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--variant', action='append', choices=sorted(VARIANTS))
+    parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2, 3, 4])
+    parser.add_argument('--minutes', type=float, default=10.0)
+    parser.add_argument('--world', default='boxes')
+    parser.add_argument('--heldout-world', default='pillars')
+    parser.add_argument('--appearance-period', type=float, default=5.0)
+    parser.add_argument('--updates-per-second', type=float, default=3.0)
+    parser.add_argument('--publish-every', type=int, default=3,
+                        help='training steps between publications (the demo publishes '
+                             'every 0.5 s of wall time, about 3 steps at its pace)')
+    parser.add_argument('--eval-every', type=float, default=30.0)
+    parser.add_argument('--jobs', type=int, default=2)
+    parser.add_argument('--cache', type=pathlib.Path, default=pathlib.Path('runs/bench_learning'))
+    args = parser.parse_args()
+    args.cache.mkdir(parents=True, exist_ok=True)
+    variants = args.variant or ['baseline']
+    tasks = []
+    for seed in args.seeds:
+        stream = args.cache / f'stream-{args.world}-{seed}-{args.minutes:g}min.npz'
+        heldout = args.cache / f'heldout-{args.heldout_world}-{seed + 1000}.npz'
+        print(f'seed {seed}: frames', flush=True)
+        cached(stream, functools.partial(record_stream, seed, args.minutes, args.world,
+                                         args.appearance_period))
+        cached(heldout, functools.partial(heldout_arrays, args.heldout_world, seed + 1000))
+        tasks += [{'variant': v, 'seed': seed, 'stream': str(stream), 'heldout': str(heldout),
+                   'minutes': args.minutes, 'updates_per_second': args.updates_per_second,
+                   'publish_every': args.publish_every, 'eval_every': args.eval_every}
+                  for v in variants]
+    results = []
+    context = multiprocessing.get_context('spawn')
+    with ProcessPoolExecutor(max_workers=max(1, args.jobs), mp_context=context) as pool:
+        for result in pool.map(replay, tasks):
+            print(f'{result["variant"]} seed {result["seed"]}: '
+                  f'{at(result["curve"], 60 * args.minutes):.3f} '
+                  f'({result["updates"]} updates, {result["wall_s"]} s)', flush=True)
+            results.append(result)
+    rows = summarise(results, args.minutes)
+    print_rows(rows)
+    stamp = datetime.datetime.now().strftime('%Y%m%d-%H%M%S')
+    path = args.cache / f'results-{stamp}.json'
+    path.write_text(json.dumps({'args': {k: str(v) for k, v in vars(args).items()},
+                                'load': os.getloadavg(), 'rows': rows, 'runs': results},
+                               indent=1))
+    print(f'figures: {path}')
+
+
+if __name__ == '__main__':
+    main()
