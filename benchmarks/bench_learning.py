@@ -107,7 +107,7 @@ def record_stream(seed: int, minutes: float, world_name: str,
         elif event.kind == 'image' and event.image is not None:
             labeler.add_frame(event.stamp, resize_rgb(event.image, 80, 64))
         elif event.kind == 'range':
-            hit = 0.0 <= event.value
+            hit = event.value >= 0.0  # the simulator says -1.0 for nothing seen
             labeler.add_readings(event.stamp, [index[event.sensor]], [hit])
         else:
             continue

@@ -38,8 +38,8 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .confidence import cell_confidence, checked_confidence
 from .model import augment, masked_bce_loss, ModelConfig, ObstacleNet, predict_probabilities, \
     preprocess
-from .prequential import PrequentialWindow
 from .params import LabelParams
+from .prequential import PrequentialWindow
 from .replay_buffer import ReplayBuffer
 from .state_consistency import consistency_loss, find_partners
 

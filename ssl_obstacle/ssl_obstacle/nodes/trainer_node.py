@@ -42,7 +42,7 @@ from ..core.model import ModelConfig
 from ..core.params import LabelParams
 from ..core.trainer import OnlineTrainer, TrainerSettings, TrainerStatus
 from ..io.conversions import BadInput, DEFAULT_MAX_IMAGE_PIXELS
-from ..io.labeled_frames import CheckedFrame, check_labeled_frame, FIXES, FrameSpec, KINDS
+from ..io.labeled_frames import check_labeled_frame, CheckedFrame, FIXES, FrameSpec, KINDS
 from ..io.learner_messages import trainer_status_msg
 from ..io.model_messages import ENCODINGS, model_weights_msg
 
