@@ -39,13 +39,13 @@ from typing import Any
 
 import numpy as np
 
-#: Variants: trainer settings and model config overrides against the trainer node's defaults.
+#: Variants: trainer settings and model config overrides against the trainer node's defaults
+#: (docs/learning_quality.md has the table, including variants since removed).
 VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
-    'baseline': {},
-    'smoothing 0.1': {'settings': {'label_smoothing': 0.1}},
-    'consistency 1': {'settings': {'consistency_weight': 1.0}},
-    'consistency 3': {'settings': {'consistency_weight': 3.0}},
-    'wide 16-16-16': {'config': {'filters': (16, 16, 16)}},
+    'default': {},
+    'before issue 14': {'settings': {'label_smoothing': 0.0}, 'config': {'filters': (10, 10, 8)}},
+    'no smoothing': {'settings': {'label_smoothing': 0.0}},
+    "paper's filters": {'config': {'filters': (10, 10, 8)}},
     'positive 0.3': {'settings': {'positive_sample_fraction': 0.3}},
     'lr 2e-3': {'settings': {'learning_rate': 2e-3}},
 }
@@ -148,12 +148,14 @@ def replay(task: dict[str, Any]) -> dict[str, Any]:
     from ssl_obstacle.core.model_config import ModelConfig
     from ssl_obstacle.core.params import LabelParams
     from ssl_obstacle.core.trainer import OnlineTrainer, TrainerSettings
+    from ssl_obstacle.nodes.trainer_node import TRAINER_FILTERS
 
     stream = dict(np.load(task['stream']))
     heldout = dict(np.load(task['heldout']))
     params = LabelParams()
     overrides = VARIANTS[task['variant']]
-    config = dataclasses.replace(ModelConfig(), **overrides.get('config', {}))
+    config = dataclasses.replace(ModelConfig(filters=TRAINER_FILTERS),
+                                 **overrides.get('config', {}))
     settings = dataclasses.replace(TrainerSettings(seed=task['seed']),
                                    **overrides.get('settings', {}))
     completion = BlockedCompletion(params.sensor_names, params.distances)
@@ -173,7 +175,7 @@ def replay(task: dict[str, Any]) -> dict[str, Any]:
         curve.append({'sim_seconds': sim_seconds, 'auc': float(auc), 'ece': float(ece),
                       'updates': trainer.updates})
 
-    images, labels, poses = stream['images'], stream['labels'], stream['poses']
+    images, labels = stream['images'], stream['labels']
     for i, sent in enumerate(stream['sent']):
         while sent >= next_eval:
             evaluate(next_eval)
@@ -185,15 +187,16 @@ def replay(task: dict[str, Any]) -> dict[str, Any]:
                 trainer.train_step()
                 if trainer.updates % every == 0:
                     trainer.publish()
-        trainer.score_and_store(images[i:i + 1], labels[i:i + 1], [int(stream['stamps'][i])],
-                                poses=poses[i:i + 1])
+        trainer.score_and_store(images[i:i + 1], labels[i:i + 1], [int(stream['stamps'][i])])
     trainer.publish()
     novelty = novelty_check(trainer, heldout)
+    final_grid = auc_grid(trainer.predict(heldout['images']), heldout['labels'])
     while next_eval <= 60.0 * task['minutes'] + 1e-9:
         evaluate(next_eval)
         next_eval += task['eval_every']
     return {'variant': task['variant'], 'seed': task['seed'], 'curve': curve,
             'updates': trainer.updates, 'frames': int(len(images)), 'novelty': novelty,
+            'auc_grid': np.where(np.isnan(final_grid), None, final_grid).tolist(),
             'wall_s': round(time.monotonic() - started, 1)}
 
 
@@ -306,7 +309,7 @@ def main() -> None:
     parser.add_argument('--cache', type=pathlib.Path, default=pathlib.Path('runs/bench_learning'))
     args = parser.parse_args()
     args.cache.mkdir(parents=True, exist_ok=True)
-    variants = args.variant or ['baseline']
+    variants = args.variant or ['default']
     tasks = []
     for seed in args.seeds:
         stream = args.cache / f'stream-{args.world}-{seed}-{args.minutes:g}min.npz'
@@ -335,6 +338,25 @@ def main() -> None:
                                 'load': os.getloadavg(), 'rows': rows, 'runs': results},
                                indent=1))
     print(f'figures: {path}')
+    print_grids(results, variants)
+
+
+def print_grids(results: list[dict[str, Any]], variants: list[str]) -> None:
+    """Print each variant's held-out AUC per sensor and 10 cm band, averaged over seeds."""
+    from ssl_obstacle.core.params import LabelParams
+
+    params = LabelParams()
+    distances = np.asarray(params.distances)
+    bands = [(0.0, 0.10), (0.10, 0.20), (0.20, 0.31)]
+    for variant in variants:
+        grids = np.array([np.array(r['auc_grid'], dtype=float) for r in results
+                          if r['variant'] == variant])
+        mean = np.nanmean(grids, axis=0)
+        print(f'{variant}: AUC per sensor (rows) and band 0-10 / 10-20 / 20-30 cm')
+        for row, name in enumerate(params.sensor_names):
+            cells = [np.nanmean(mean[row, (distances >= lo) & (distances < hi)])
+                     for lo, hi in bands]
+            print(f'  {name:14} ' + ' '.join(f'{value:.3f}' for value in cells))
 
 
 if __name__ == '__main__':

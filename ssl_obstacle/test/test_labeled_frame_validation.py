@@ -162,24 +162,6 @@ def test_the_labelers_own_frame_passes_unchanged():
     assert frame.image.flags.writeable and frame.image.flags.c_contiguous
 
 
-def test_the_pose_is_read_and_an_unusable_one_is_no_refusal():
-    labeled = result()
-    labeled.pose = np.array([1.5, -0.25, 2.0])
-    frame = check_labeled_frame(labeled_frame_msg(labeled, NAMES, DISTANCES, 'camera_link'),
-                                SPEC)
-    np.testing.assert_allclose(frame.pose, [1.5, -0.25, 2.0], atol=1e-12)
-    for broken in ('nan', 'zero quaternion'):
-        msg = message()
-        if broken == 'nan':
-            msg.pose.position.x = float('nan')
-        else:
-            msg.pose.orientation.w = 0.0
-            msg.pose.orientation.z = 0.0
-        frame = check_labeled_frame(msg, SPEC)  # still a labeled frame to train on
-        assert frame.pose is None
-        np.testing.assert_array_equal(frame.labels, result().labels)
-
-
 @pytest.mark.parametrize('case', list(BAD))
 def test_each_bad_field_is_refused_with_its_kind(case):
     change, kind = BAD[case]

@@ -738,32 +738,6 @@ class TestBadLabeledFramesIntoARunningTrainer:
         _, scored = node.trainer._pooled.arrays()
         np.testing.assert_array_equal(scored[-6:], np.stack([f.labels for f in frames]))
 
-    def test_poses_reach_the_buffer_and_an_unusable_one_is_counted(self, running_trainer):
-        """Frames keep their odometry pose for pairing; a NaN pose still trains, counted."""
-        node, driver = running_trainer
-        rng = np.random.default_rng(12)
-        before = node.latest_status()
-        unposed = max(0, driver.reported('labeled_unposed'))
-        frames = [synthetic_frame(rng, index, stamp=77_000_000_000 + index * 10 ** 6)
-                  for index in range(3)]
-        messages = []
-        for index, frame in enumerate(frames):
-            frame.pose = np.array([0.1 * index, 2.0, 0.5])
-            messages.append(labeled_frame_msg(frame, SENSORS, DISTANCES, 'camera_link'))
-        messages[2].pose.position.y = float('nan')
-        for msg in messages:
-            driver.labeled[''].publish(msg)
-        assert wait_for(lambda: driver.reported('labeled_unposed') == unposed + 1, 30.0), \
-            driver.diagnostics
-        assert wait_for(lambda: node.latest_status().replay_size == before.replay_size + 3,
-                        30.0)
-        stamps = [f.stamp for f in frames]
-        slots = [int(np.flatnonzero(node.trainer.buffer.stamps == stamp)[0])
-                 for stamp in stamps]
-        np.testing.assert_allclose(node.trainer.buffer.poses[slots[:2]],
-                                   [[0.0, 2.0, 0.5], [0.1, 2.0, 0.5]], atol=1e-9)
-        assert np.isnan(node.trainer.buffer.poses[slots[2]]).all()
-
     def test_saving_without_a_checkpoint_path_says_so(self, running_trainer):
         node, driver = running_trainer
         response = call(driver, driver.save, Trigger.Request())

@@ -128,8 +128,7 @@ DEFAULT_AUGMENTATION = Augmentation()
 
 
 def augment(images: np.ndarray, labels: np.ndarray, rng: np.random.Generator,
-            settings: Augmentation = DEFAULT_AUGMENTATION,
-            flip: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+            settings: Augmentation = DEFAULT_AUGMENTATION) -> tuple[np.ndarray, np.ndarray]:
     """
     Return randomly perturbed copies of a batch, as the paper augments its training data.
 
@@ -139,9 +138,7 @@ def augment(images: np.ndarray, labels: np.ndarray, rng: np.random.Generator,
     the colour channels, Gaussian pixel noise of up to 6 grey levels, and with probability
     0.5 a horizontal flip. A flipped image shows the world mirrored, so its labels' sensor
     axis is reversed too (the sensors are ordered left to right, symmetric about the
-    robot's axis). Nothing moves a pixel except the flip: labels stay true. ``flip`` (a
-    boolean per image) chooses the flipped images instead, e.g. the same for two frames
-    whose predictions are compared.
+    robot's axis). Nothing moves a pixel except the flip: labels stay true.
     """
     images = np.asarray(images)
     labels = np.asarray(labels)
@@ -167,7 +164,7 @@ def augment(images: np.ndarray, labels: np.ndarray, rng: np.random.Generator,
             out[shuffle] = np.take_along_axis(out[shuffle], order[:, None, None, :], axis=3)
     new_labels = labels.copy()
     if settings.flip:
-        flip = rng.random(count) < 0.5 if flip is None else np.asarray(flip, dtype=bool)
+        flip = rng.random(count) < 0.5
         out[flip] = out[flip, :, ::-1]
         new_labels[flip] = labels[flip, ::-1]
     return out, new_labels

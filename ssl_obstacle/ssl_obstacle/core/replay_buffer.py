@@ -92,10 +92,6 @@ class ReplayBuffer:
         self.images = np.zeros((self.capacity, *self.image_shape), dtype=np.uint8)
         self.labels = np.full((self.capacity, *self.label_shape), np.nan, dtype=np.float32)
         self.stamps = np.zeros(self.capacity, dtype=np.int64)
-        #: Odometry pose (x, y, yaw) of each frame (NaN: none given) and its robot's number,
-        #: for losses that relate two frames (:mod:`~.state_consistency`).
-        self.poses = np.full((self.capacity, 3), np.nan, dtype=np.float64)
-        self.sources = np.zeros(self.capacity, dtype=np.int64)
         self.positive = np.zeros(self.capacity, dtype=bool)
         #: How many times each slot's frame has been drawn into a batch.
         self.draws = np.zeros(self.capacity, dtype=np.int64)
@@ -127,13 +123,11 @@ class ReplayBuffer:
         known = labels[~np.isnan(labels)]
         return bool(known.size and known.max() >= self.positive_threshold)
 
-    def add(self, image: np.ndarray, labels: np.ndarray, stamp: int,
-            pose: np.ndarray | None = None, source: int = 0) -> int:
+    def add(self, image: np.ndarray, labels: np.ndarray, stamp: int) -> int:
         """
         Store one frame, evicting one when full (see the module docstring); return its slot.
 
-        The image is copied in, so the caller may reuse its array. ``pose`` (x, y, yaw) and
-        ``source`` (which robot) are kept for pairing frames; without a pose it pairs with none.
+        The image is copied in, so the caller may reuse its array.
         """
         image = np.asarray(image)
         labels = np.asarray(labels, dtype=np.float32)
@@ -152,8 +146,6 @@ class ReplayBuffer:
             self.images[slot] = image
             self.labels[slot] = labels
             self.stamps[slot] = int(stamp)
-            self.poses[slot] = np.nan if pose is None else np.asarray(pose, np.float64)
-            self.sources[slot] = int(source)
             self.positive[slot] = positive
             self.draws[slot] = 0
             self._sequence[slot] = self.added
@@ -214,19 +206,6 @@ class ReplayBuffer:
                     slots[chosen] = self._draw(members, count, rng)
             np.add.at(self.draws, slots, 1)
             return self.images[slots], self.labels[slots], slots
-
-    def take(self, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Return copies of the images and labels of ``slots``, counted as drawn."""
-        with self._lock:
-            np.add.at(self.draws, slots, 1)
-            return self.images[slots], self.labels[slots]
-
-    def geometry(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Return copies of (poses, sources, stamps) of every slot and the posed slots."""
-        with self._lock:
-            filled = np.arange(self._next_free)
-            posed = filled[~np.isnan(self.poses[filled, 0])]
-            return self.poses.copy(), self.sources.copy(), self.stamps.copy(), posed
 
     def _draw(self, members: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
         """Return ``count`` slots of a pool: uniform, or least-drawn of random candidates."""

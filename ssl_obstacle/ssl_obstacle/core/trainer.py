@@ -38,10 +38,8 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .confidence import cell_confidence, checked_confidence
 from .model import augment, masked_bce_loss, ModelConfig, ObstacleNet, predict_probabilities, \
     preprocess
-from .params import LabelParams
 from .prequential import PrequentialWindow
 from .replay_buffer import ReplayBuffer
-from .state_consistency import consistency_loss, find_partners
 
 _LOG = logging.getLogger(__name__)
 
@@ -87,12 +85,10 @@ class TrainerSettings:
     calibration: str = 'none'
     #: Newest scored frames the calibration is fitted on (older ones scored older models).
     calibration_frames: int = 1000
-    #: Train on ``y (1 - ε) + ε / 2`` for a known label y (0: the labels as they are).
-    label_smoothing: float = 0.0
-    #: Weight of the state-consistency loss (:mod:`~.state_consistency`; 0: off).
-    consistency_weight: float = 0.0
-    #: With it, this share of a batch is given over to partners of its other frames.
-    consistency_share: float = 0.25
+    #: Train on ``y (1 - ε) + ε / 2`` for a known label y (0: the labels as they are). On
+    #: self-supervised labels of one room, targets short of 0 and 1 keep the model less
+    #: overconfident in a room it never saw (docs/learning_quality.md).
+    label_smoothing: float = 0.1
 
 
 @dataclass(frozen=True)
@@ -183,14 +179,8 @@ class OnlineTrainer:
 
     def __init__(self, config: ModelConfig | None = None,
                  settings: TrainerSettings | None = None,
-                 label_completion: Callable[[np.ndarray], np.ndarray] | None = None,
-                 distances: Sequence[float] | None = None) -> None:
-        """
-        Build fresh weights, an optimiser, an empty buffer and the first published copy.
-
-        ``distances`` (metres, the grid's columns; default the label rule's) place the cells
-        for the state-consistency loss.
-        """
+                 label_completion: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
+        """Build fresh weights, an optimiser, an empty buffer and the first published copy."""
         self.config = config if config is not None else ModelConfig()
         self.settings = settings if settings is not None else TrainerSettings()
         if self.settings.batch_size < 1 or self.settings.auc_window < 1:
@@ -198,11 +188,11 @@ class OnlineTrainer:
         if self.settings.calibration not in ('none', 'distance', 'cell'):
             raise ValueError("calibration must be 'none', 'distance' or 'cell', got "
                              f'{self.settings.calibration!r}')
+        if not 0.0 <= self.settings.label_smoothing < 1.0:
+            raise ValueError(f'label_smoothing must be in [0, 1), got '
+                             f'{self.settings.label_smoothing}')
         self.device = resolve_device(self.settings.device)
         self.label_completion = label_completion
-        self.distances = np.asarray(LabelParams().distances if distances is None else distances,
-                                    dtype=np.float64)
-        self._sources: dict[str, int] = {}
         self.buffer = ReplayBuffer(
             self.settings.buffer_size, (self.config.image_height, self.config.image_width, 3),
             self.config.num_sensors, self.config.num_distances, seed=self.settings.seed,
@@ -230,8 +220,7 @@ class OnlineTrainer:
     # -- frames in ------------------------------------------------------------------------
 
     def score_and_store(self, images: np.ndarray, labels: np.ndarray, stamps: Sequence[int],
-                        robot: str | Sequence[str] = '',
-                        poses: np.ndarray | None = None) -> np.ndarray:
+                        robot: str | Sequence[str] = '') -> np.ndarray:
         """
         Score labeled frames with the published weights, then keep them for training.
 
@@ -239,8 +228,7 @@ class OnlineTrainer:
         frame (or one name for all). The order is the point: each frame is predicted and
         recorded in its robot's window and the pooled one before it enters the buffer.
         Frames without a known cell are scored (they change nothing) but not stored: they
-        carry no gradient. ``poses`` (n, 3: odometry x, y, yaw) let stored frames pair up for
-        the state-consistency loss. Returns the predictions (n, S, D).
+        carry no gradient. Returns the predictions (n, S, D).
         """
         images = np.asarray(images)
         shape = (self.config.num_sensors, self.config.num_distances)
@@ -263,14 +251,12 @@ class OnlineTrainer:
             window.add(probabilities[rows], labels[rows])
             self._labeled_by_robot[name] = self._labeled_by_robot.get(name, 0) + len(rows)
         self.labeled_frames += len(images)
-        for index, (image, grid, stamp) in enumerate(zip(images, labels, stamps)):
+        for image, grid, stamp in zip(images, labels, stamps):
             if np.isnan(grid).all():
                 continue
             targets = grid if self.label_completion is None else \
                 np.asarray(self.label_completion(grid), dtype=np.float32)
-            source = self._sources.setdefault(robots[index], len(self._sources))
-            self.buffer.add(image, targets, int(stamp),
-                            pose=None if poses is None else poses[index], source=source)
+            self.buffer.add(image, targets, int(stamp))
         return probabilities
 
     def predict(self, images: np.ndarray) -> np.ndarray:
@@ -309,12 +295,9 @@ class OnlineTrainer:
     def train_step(self) -> float:
         """Take one optimiser step on a replay batch and return its loss."""
         settings = self.settings
-        images, labels, slots = self.buffer.sample(settings.batch_size, self._rng)
-        pairs = self._add_partners(images, labels, slots) \
-            if settings.consistency_weight > 0.0 else None
+        images, labels, _ = self.buffer.sample(settings.batch_size, self._rng)
         if settings.augment:
-            images, labels = augment(images, labels, self._rng,
-                                     flip=None if pairs is None else self._paired_flip(pairs))
+            images, labels = augment(images, labels, self._rng)
         if settings.label_smoothing > 0.0:
             labels = labels * (1.0 - settings.label_smoothing) + 0.5 * settings.label_smoothing
         inputs = preprocess(images).to(self.device)
@@ -323,12 +306,7 @@ class OnlineTrainer:
         targets = torch.from_numpy(np.ascontiguousarray(labels)).to(self.device)
         self._model.train()
         self._optimizer.zero_grad(set_to_none=True)
-        logits = self._model(inputs)
-        loss = masked_bce_loss(logits, targets)
-        if pairs is not None and len(pairs[0]):
-            anchors, partners, shifts = pairs
-            loss = loss + settings.consistency_weight * consistency_loss(
-                logits[anchors], logits[partners], shifts)
+        loss = masked_bce_loss(self._model(inputs), targets)
         loss.backward()
         self._optimizer.step()
         if self._average is not None:
@@ -337,30 +315,6 @@ class OnlineTrainer:
         value = float(loss.detach())
         self._losses.append(value)
         return value
-
-    def _add_partners(self, images: np.ndarray, labels: np.ndarray,
-                      slots: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """
-        Put partners of the batch's first frames in place of its last ones, in place.
-
-        Up to ``consistency_share`` of the batch: the anchors are the first rows, their
-        partners (later frames straight ahead) replace the last rows. Returns the rows
-        (anchors, partners) and each pair's shift in distance steps.
-        """
-        count = min(len(slots) // 2, int(round(len(slots) * self.settings.consistency_share)))
-        poses, sources, stamps, posed = self.buffer.geometry()
-        which, partner_slots, shifts = find_partners(slots[:count], poses, sources, stamps,
-                                                     posed, self.distances, self._rng)
-        partner_rows = np.arange(len(slots) - len(which), len(slots))
-        if len(which):
-            images[partner_rows], labels[partner_rows] = self.buffer.take(partner_slots)
-        return which, partner_rows, shifts
-
-    def _paired_flip(self, pairs: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
-        """Return a random flip per batch row, the same for a partner as for its anchor."""
-        flip = self._rng.random(self.settings.batch_size) < 0.5
-        flip[pairs[1]] = flip[pairs[0]]
-        return flip
 
     def train_steps(self, count: int) -> int:
         """Take up to ``count`` steps now (none while short of frames); return how many."""

@@ -22,7 +22,6 @@ from typing import Any, Sequence
 import numpy as np
 
 from .conversions import BadInput, DEFAULT_MAX_IMAGE_PIXELS, ENCODINGS, image_to_rgb, stamp_to_ns
-from ..core.geometry import yaw_from_quaternion
 
 #: Metres two distances may differ by and still name the same grid column. The message
 #: carries float32: 0.29 arrives as 0.28999999165534973, 8e-9 away.
@@ -84,9 +83,6 @@ class CheckedFrame:
     #: For each of the learner's sensors, the message's row it was taken from; ``None``
     #: when the message lists them in the learner's order already.
     row_order: tuple[int, ...] | None
-    #: (x, y, yaw) in the odometry frame; None when the message's pose is not finite or
-    #: its orientation is no rotation (the frame still trains; it just pairs with none).
-    pose: np.ndarray | None = None
 
 
 def check_labeled_frame(msg: Any, spec: FrameSpec) -> CheckedFrame:
@@ -110,18 +106,7 @@ def check_labeled_frame(msg: Any, spec: FrameSpec) -> CheckedFrame:
     check_labels(labels, counts, spec)
     image = checked_image(msg.image, spec)
     return CheckedFrame(stamp=stamp_to_ns(msg.header.stamp), image=image, labels=labels,
-                        counts=counts, row_order=order, pose=frame_pose(msg.pose))
-
-
-def frame_pose(pose: Any) -> np.ndarray | None:
-    """Return a ``geometry_msgs/Pose`` as (x, y, yaw), or None if it is not a usable pose."""
-    position, q = pose.position, pose.orientation
-    values = np.array([position.x, position.y, q.x, q.y, q.z, q.w], dtype=np.float64)
-    norm = float(np.linalg.norm(values[2:]))
-    if not np.isfinite(values).all() or norm < 1e-6:
-        return None
-    q = values[2:] / norm
-    return np.array([values[0], values[1], yaw_from_quaternion(*q)])
+                        counts=counts, row_order=order)
 
 
 def sensor_row_order(names: Sequence[str], expected: Sequence[str]) -> tuple[int, ...] | None:
