@@ -262,7 +262,7 @@ def test_up_sim_fleet_each_robot_learns_with_the_one_trainer(tmp_path):
             outside = Listener(context, '')  # no robot of a fleet publishes at the root
 
             def learning() -> bool:
-                # The model (824 kB) may reach a listener after the predictions it made:
+                # The model (1.5 MB) may reach a listener after the predictions it made:
                 # wait for it too rather than assert it the moment predictions arrive.
                 return all(len(listener.frames) >= 10 and listener.commands
                            and listener.status and len(listener.trained_predictions()) >= 5
