@@ -142,6 +142,9 @@ def replay(task: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(1)
+    # Dropout draws from torch's global generator, which the trainer does not seed: seeded
+    # here, a run no longer depends on which runs its worker process made before it.
+    torch.manual_seed(task['seed'])
     from ssl_obstacle.core.calibration import expected_calibration_error
     from ssl_obstacle.core.implied_labels import BlockedCompletion
     from ssl_obstacle.core.metrics import auc_grid, auc_mean
