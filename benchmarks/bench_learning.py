@@ -15,7 +15,10 @@ weights before it is stored. The published model is scored on the demo's held-ou
 
 Prints, per variant, the held-out AUC after 3 and after ``--minutes`` simulated minutes
 (mean and minimum over seeds), the ECE, and the simulated minutes to reach 0.85 and 0.90;
-writes every figure to ``<cache>/results-<stamp>.json``. Confirm a winner with
+writes every figure to ``<cache>/results-<stamp>.json``, with each run's final AUC per cell
+(printed per sensor and 10 cm band) and a novelty check: how a held-out frame's distance
+from the buffer's dense-layer features ranks its error (docs/learning_quality.md, "a
+per-frame novelty term"). Confirm a winner with
 ``bench_demo_seeds.py`` (the real nodes over DDS).
 
 Run: scripts/with_env.sh python benchmarks/bench_learning.py [--variant baseline ...]
