@@ -21,7 +21,7 @@ from the buffer's dense-layer features ranks its error (docs/learning_quality.md
 per-frame novelty term"). Confirm a winner with
 ``bench_demo_seeds.py`` (the real nodes over DDS).
 
-Run: scripts/with_env.sh python benchmarks/bench_learning.py [--variant baseline ...]
+Run: scripts/with_env.sh python benchmarks/bench_learning.py [--variant default ...]
      [--seeds 0 1 2 3 4] [--minutes 10] [--jobs 2] [--cache runs/bench_learning]
 """
 
@@ -33,6 +33,7 @@ import dataclasses
 import datetime
 import functools
 import json
+import math
 import multiprocessing
 import os
 import pathlib
@@ -54,24 +55,6 @@ VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 
-def simulator_settings(appearance_period: float) -> Any:
-    """Return the demo simulator node's settings (its parameter defaults)."""
-    from ssl_obstacle.core.params import LabelParams
-    from ssl_obstacle.nodes.simulator_node import PARAMETERS
-    from ssl_obstacle.sim.simulator import SimSettings
-    from ssl_obstacle.core.thymio import SENSOR_NAMES
-
-    value = {name: spec[0] for name, spec in PARAMETERS.items()}
-    return SimSettings(
-        camera_rate=float(value['camera_rate']), camera_width=int(value['camera_width']),
-        camera_height=int(value['camera_height']),
-        proximity_rate=float(value['proximity_rate']), odom_rate=float(value['odom_rate']),
-        cmd_timeout=float(value['cmd_timeout']), odom_noise=float(value['odom_noise']),
-        proximity_noise=float(value['proximity_noise']), sensor_names=SENSOR_NAMES,
-        distances=LabelParams().distances, ground_truth=False,
-        appearance_period=appearance_period), float(value['image_noise'])
-
-
 def record_stream(seed: int, minutes: float, world_name: str,
                   appearance_period: float) -> dict[str, np.ndarray]:
     """Simulate one demo robot; return its labeled frames with the simulated second sent."""
@@ -82,9 +65,13 @@ def record_stream(seed: int, minutes: float, world_name: str,
     from ssl_obstacle.sim.camera import CameraModel, Renderer
     from ssl_obstacle.sim.closed_loop import ClosedLoop
     from ssl_obstacle.sim.simulator import Simulator
+    from ssl_obstacle.nodes.simulator_node import PARAMETERS, sim_settings
     from ssl_obstacle.sim.world import make_world
 
-    settings, image_noise = simulator_settings(appearance_period)
+    # The demo's simulator node with its parameter defaults; ground truth is not needed.
+    values = {name: spec[0] for name, spec in PARAMETERS.items()}
+    values.update(appearance_period=appearance_period, ground_truth=False)
+    settings, image_noise = sim_settings(values), float(values['image_noise'])
     world = make_world(world_name, seed, False)
     camera = CameraModel(width=settings.camera_width, height=settings.camera_height)
     sim = Simulator(world, settings, seed=seed, renderer=Renderer(world, camera,
@@ -93,14 +80,12 @@ def record_stream(seed: int, minutes: float, world_name: str,
     labeler = Labeler(params)
     index = {name: i for i, name in enumerate(params.sensor_names)}
     start = sim.now_ns
-    out: dict[str, list[Any]] = {'images': [], 'labels': [], 'poses': [], 'stamps': [],
-                                 'sent': []}
+    out: dict[str, list[Any]] = {'images': [], 'labels': [], 'stamps': [], 'sent': []}
 
     def keep(results: list[Any], now: int) -> None:
         for result in results:
             out['images'].append(result.payload)
             out['labels'].append(np.array(result.labels, np.float32))
-            out['poses'].append(np.array(result.pose, np.float64))
             out['stamps'].append(result.stamp)
             out['sent'].append((now - start) / 1e9)
 
@@ -117,7 +102,7 @@ def record_stream(seed: int, minutes: float, world_name: str,
         keep(labeler.poll(), event.stamp)
     keep(labeler.flush(), sim.now_ns)
     return {'images': np.stack(out['images']), 'labels': np.stack(out['labels']),
-            'poses': np.stack(out['poses']), 'stamps': np.array(out['stamps'], np.int64),
+            'stamps': np.array(out['stamps'], np.int64),
             'sent': np.array(out['sent'], np.float64)}
 
 
@@ -195,8 +180,9 @@ def replay(task: dict[str, Any]) -> dict[str, Any]:
                     trainer.publish()
         trainer.score_and_store(images[i:i + 1], labels[i:i + 1], [int(stream['stamps'][i])])
     trainer.publish()
-    novelty = novelty_check(trainer, heldout)
-    final_grid = auc_grid(trainer.predict(heldout['images']), heldout['labels'])
+    final = trainer.predict(heldout['images'])
+    novelty = novelty_check(trainer, heldout, final)
+    final_grid = auc_grid(final, heldout['labels'])
     while next_eval <= 60.0 * task['minutes'] + 1e-9:
         evaluate(next_eval)
         next_eval += task['eval_every']
@@ -206,10 +192,11 @@ def replay(task: dict[str, Any]) -> dict[str, Any]:
             'wall_s': round(time.monotonic() - started, 1)}
 
 
-def novelty_check(trainer: Any, heldout: dict[str, np.ndarray]) -> dict[str, float]:
+def novelty_check(trainer: Any, heldout: dict[str, np.ndarray],
+                  probabilities: np.ndarray) -> dict[str, float]:
     """Return how a frame's distance from the buffer's dense features ranks its error."""
     import torch
-    from ssl_obstacle.core.confidence import _rank_correlation, error_by_confidence
+    from ssl_obstacle.core.confidence import error_by_confidence, rank_correlation
     from ssl_obstacle.core.model import preprocess
 
     model = trainer._scoring_model
@@ -226,7 +213,6 @@ def novelty_check(trainer: Any, heldout: dict[str, np.ndarray]) -> dict[str, flo
     test = features(heldout['images'])
     distance = np.sqrt((((test - mean) / scale) ** 2).mean(1))
     own = np.sqrt((((train - mean) / scale) ** 2).mean(1))
-    probabilities = trainer.predict(heldout['images'])
     labels = heldout['labels']
     error = np.nanmean(np.abs(probabilities - labels), axis=(1, 2))
     certainty = np.mean(np.abs(2 * probabilities - 1), axis=(1, 2))
@@ -239,8 +225,8 @@ def novelty_check(trainer: Any, heldout: dict[str, np.ndarray]) -> dict[str, flo
             'rank_corr_cells_x_novelty_error': combined['rank_correlation'],
             'groups_cells_x_novelty': [g['mean_abs_error'] for g in combined['groups']],
             'groups_cells': [g['mean_abs_error'] for g in alone['groups']],
-            'rank_corr_novelty_error': _rank_correlation(distance, error),
-            'rank_corr_certainty_error': _rank_correlation(certainty, error),
+            'rank_corr_novelty_error': rank_correlation(distance, error),
+            'rank_corr_certainty_error': rank_correlation(certainty, error),
             'novelty_heldout_median': float(np.median(distance)),
             'novelty_train_median': float(np.median(own))}
 
@@ -256,7 +242,7 @@ def time_to(curve: list[dict[str, float]], level: float) -> float:
     reached = float('nan')
     for point in curve:
         if point['auc'] >= level:
-            if reached != reached:
+            if math.isnan(reached):
                 reached = point['sim_seconds'] / 60.0
         else:
             reached = float('nan')
@@ -284,7 +270,7 @@ def summarise(results: list[dict[str, Any]], minutes: float) -> list[dict[str, A
 def print_rows(rows: list[dict[str, Any]]) -> None:
     """Print the table."""
     def minutes(values: list[float]) -> str:
-        reached = [v for v in values if v == v]
+        reached = [v for v in values if not math.isnan(v)]
         text = f'{statistics.median(reached):.1f}' if reached else '-'
         return text + ('' if len(reached) == len(values) else f' ({len(reached)}/{len(values)})')
 

@@ -69,10 +69,10 @@ def error_by_confidence(probabilities: np.ndarray, labels: np.ndarray,
                      'confidence_high': float(trust[part].max()), 'cells': int(part.size),
                      'mean_abs_error': float(error[part].mean()),
                      'brier': float((error[part] ** 2).mean())})
-    return {'groups': rows, 'rank_correlation': _rank_correlation(trust, error)}
+    return {'groups': rows, 'rank_correlation': rank_correlation(trust, error)}
 
 
-def _rank_correlation(x: np.ndarray, y: np.ndarray) -> float:
+def rank_correlation(x: np.ndarray, y: np.ndarray) -> float:
     """Return Spearman's correlation (average ranks for ties; NaN when one side is constant)."""
     if x.size < 2:
         return float('nan')

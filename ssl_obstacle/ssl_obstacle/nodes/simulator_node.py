@@ -144,6 +144,18 @@ def robot_worlds(worlds: list[str], world: str, count: int) -> list[str]:
     return list(worlds)
 
 
+def sim_settings(values: dict[str, Any]) -> SimSettings:
+    """Return the simulation settings named by the node's parameter values."""
+    return SimSettings(
+        camera_rate=float(values['camera_rate']), camera_width=int(values['camera_width']),
+        camera_height=int(values['camera_height']),
+        proximity_rate=float(values['proximity_rate']), odom_rate=float(values['odom_rate']),
+        cmd_timeout=float(values['cmd_timeout']), odom_noise=float(values['odom_noise']),
+        proximity_noise=float(values['proximity_noise']), sensor_names=SENSOR_NAMES,
+        distances=LabelParams().distances, ground_truth=bool(values['ground_truth']),
+        appearance_period=float(values['appearance_period']))
+
+
 class SimulatorNode(Node):
     """
     Publishes the simulated robots' streams and obeys their ``cmd_vel``.
@@ -162,21 +174,7 @@ class SimulatorNode(Node):
             fleet = values['robots']
             namespaces = robot_namespaces(fleet) if fleet else [self.get_namespace()]
             worlds = robot_worlds(values['worlds'], str(values['world']), len(namespaces))
-            label_params = LabelParams()
-            self.settings = SimSettings(
-                camera_rate=float(values['camera_rate']),
-                camera_width=int(values['camera_width']),
-                camera_height=int(values['camera_height']),
-                proximity_rate=float(values['proximity_rate']),
-                odom_rate=float(values['odom_rate']),
-                cmd_timeout=float(values['cmd_timeout']),
-                odom_noise=float(values['odom_noise']),
-                proximity_noise=float(values['proximity_noise']),
-                sensor_names=SENSOR_NAMES,
-                distances=label_params.distances,
-                ground_truth=bool(values['ground_truth']),
-                appearance_period=float(values['appearance_period']),
-            )
+            self.settings = sim_settings(values)
             self.camera = CameraModel(width=self.settings.camera_width,
                                       height=self.settings.camera_height)
             seed = int(values['seed'])
