@@ -47,7 +47,9 @@ import numpy as np
 #: (docs/learning_quality.md has the table, including variants since removed).
 VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     'default': {},
-    'before issue 14': {'settings': {'label_smoothing': 0.0}, 'config': {'filters': (10, 10, 8)}},
+    'before issue 14': {'settings': {'label_smoothing': 0.0, 'calibration': 'none'},
+                        'config': {'filters': (10, 10, 8)}},
+    'no calibration': {'settings': {'calibration': 'none'}},
     'no smoothing': {'settings': {'label_smoothing': 0.0}},
     "paper's filters": {'config': {'filters': (10, 10, 8)}},
     'positive 0.3': {'settings': {'positive_sample_fraction': 0.3}},
@@ -158,7 +160,7 @@ def replay(task: dict[str, Any]) -> dict[str, Any]:
     started = time.monotonic()
 
     def evaluate(sim_seconds: float) -> None:
-        probabilities = trainer.predict(heldout['images']) if trainer.version else None
+        probabilities = published(trainer, heldout['images']) if trainer.version else None
         auc = auc_mean(auc_grid(probabilities, heldout['labels'])) \
             if probabilities is not None else float('nan')
         ece = expected_calibration_error(probabilities, heldout['labels']) \
@@ -180,21 +182,77 @@ def replay(task: dict[str, Any]) -> dict[str, Any]:
                     trainer.publish()
         trainer.score_and_store(images[i:i + 1], labels[i:i + 1], [int(stream['stamps'][i])])
     trainer.publish()
-    final = trainer.predict(heldout['images'])
-    novelty = novelty_check(trainer, heldout, final)
+    final = trainer.predict(heldout['images'])  # raw: the checks fit their own calibrations
+    uncertainty = uncertainty_check(trainer, heldout, final)
+    calibration = calibration_check(trainer, heldout, final)
     final_grid = auc_grid(final, heldout['labels'])
     while next_eval <= 60.0 * task['minutes'] + 1e-9:
         evaluate(next_eval)
         next_eval += task['eval_every']
     return {'variant': task['variant'], 'seed': task['seed'], 'curve': curve,
-            'updates': trainer.updates, 'frames': int(len(images)), 'novelty': novelty,
+            'updates': trainer.updates, 'frames': int(len(images)),
+            'uncertainty': uncertainty, 'calibration': calibration,
             'auc_grid': np.where(np.isnan(final_grid), None, final_grid).tolist(),
             'wall_s': round(time.monotonic() - started, 1)}
 
 
-def novelty_check(trainer: Any, heldout: dict[str, np.ndarray],
-                  probabilities: np.ndarray) -> dict[str, float]:
-    """Return how a frame's distance from the buffer's dense features ranks its error."""
+def published(trainer: Any, images: np.ndarray) -> np.ndarray:
+    """Return what the robots would predict: the published weights with their calibration."""
+    raw = trainer.predict(images)
+    return raw if trainer.calibration.is_identity else trainer.calibration.apply(raw)
+
+
+def calibration_check(trainer: Any, heldout: dict[str, np.ndarray],
+                      probabilities: np.ndarray) -> dict[str, float]:
+    """
+    Return the held-out ECE (and AUC) of each calibration candidate, fitted post hoc.
+
+    Every candidate is fitted on the frames the trainer's own calibration would use (the
+    newest of its prequential window, scored before they were trained on) and applied to
+    the raw held-out predictions, so one run compares them all on one model.
+    """
+    from ssl_obstacle.core.calibration import (expected_calibration_error, fit_platt,
+                                               fit_temperature)
+    from ssl_obstacle.core.metrics import auc_grid, auc_mean
+
+    window, labels = trainer._recent_scores()
+    truth = heldout['labels']
+    smoothing = trainer.settings.label_smoothing
+    candidates = {'none': probabilities,
+                  'platt per distance': fit_platt(window, labels).apply(probabilities)}
+    for per in ('all', 'distance'):
+        for shrink in (1.0, 0.5):
+            scaling = fit_temperature(window, labels, per=per, shrink=shrink)
+            candidates[f'temperature {per} x{shrink:g}'] = scaling.apply(probabilities)
+    if smoothing > 0.0:
+        candidates['unsmooth'] = np.clip((probabilities - smoothing / 2) / (1 - smoothing),
+                                         0.0, 1.0)
+    out = {'window_ece': expected_calibration_error(window, labels)}
+    for name, calibrated in candidates.items():
+        out[f'ece {name}'] = expected_calibration_error(calibrated, truth)
+        out[f'auc {name}'] = float(auc_mean(auc_grid(calibrated, truth)))
+    # In the training room: fitted on the older half of the window, scored on the newer.
+    half = len(window) // 2
+    older, newer = (window[:half], labels[:half]), (window[half:], labels[half:])
+    out['room ece none'] = expected_calibration_error(*newer)
+    out['room ece platt per distance'] = expected_calibration_error(
+        fit_platt(*older).apply(newer[0]), newer[1])
+    for shrink in (1.0, 0.5):
+        scaling = fit_temperature(*older, per='distance', shrink=shrink)
+        out[f'room ece temperature distance x{shrink:g}'] = expected_calibration_error(
+            scaling.apply(newer[0]), newer[1])
+    return out
+
+
+def uncertainty_check(trainer: Any, heldout: dict[str, np.ndarray],
+                      probabilities: np.ndarray) -> dict[str, Any]:
+    """
+    Return how candidate confidences rank the held-out error (negative: they foresee it).
+
+    Per cell: the published cell skill, the prediction's certainty |2P - 1|, and their
+    product. Per frame: the distance of its dense-layer features from the buffer's, as an
+    RMS z-score and as the distance to its 10th nearest buffered neighbour.
+    """
     import torch
     from ssl_obstacle.core.confidence import error_by_confidence, rank_correlation
     from ssl_obstacle.core.model import preprocess
@@ -211,24 +269,29 @@ def novelty_check(trainer: Any, heldout: dict[str, np.ndarray],
     train = features(trainer.buffer.images[rng.choice(count, min(count, 2000), replace=False)])
     mean, scale = train.mean(0), train.std(0) + 1e-3
     test = features(heldout['images'])
-    distance = np.sqrt((((test - mean) / scale) ** 2).mean(1))
-    own = np.sqrt((((train - mean) / scale) ** 2).mean(1))
+    zscore = np.sqrt((((test - mean) / scale) ** 2).mean(1))
     labels = heldout['labels']
     error = np.nanmean(np.abs(probabilities - labels), axis=(1, 2))
-    certainty = np.mean(np.abs(2 * probabilities - 1), axis=(1, 2))
     cells = trainer.cell_confidence
-    frame = np.minimum(1.0, np.median(own) / distance)
-    combined = error_by_confidence(probabilities, labels,
-                                   cells[None] * frame[:, None, None])
-    alone = error_by_confidence(probabilities, labels, cells)
-    return {'rank_corr_cells_error': alone['rank_correlation'],
-            'rank_corr_cells_x_novelty_error': combined['rank_correlation'],
-            'groups_cells_x_novelty': [g['mean_abs_error'] for g in combined['groups']],
-            'groups_cells': [g['mean_abs_error'] for g in alone['groups']],
-            'rank_corr_novelty_error': rank_correlation(distance, error),
-            'rank_corr_certainty_error': rank_correlation(certainty, error),
-            'novelty_heldout_median': float(np.median(distance)),
-            'novelty_train_median': float(np.median(own))}
+    certainty = np.abs(2.0 * probabilities - 1.0)
+    out: dict[str, Any] = {'frame rank_corr zscore': rank_correlation(zscore, error),
+                           'frame rank_corr knn': rank_correlation(knn_distance(test, train),
+                                                                   error),
+                           'frame rank_corr certainty':
+                               rank_correlation(certainty.mean((1, 2)), error)}
+    for name, confidence in (('skill', cells), ('certainty', certainty),
+                             ('skill x certainty', cells[None] * certainty)):
+        check = error_by_confidence(probabilities, labels, confidence)
+        out[f'cell rank_corr {name}'] = check['rank_correlation']
+        out[f'cell groups {name}'] = [g['mean_abs_error'] for g in check['groups']]
+    return out
+
+
+def knn_distance(queries: np.ndarray, reference: np.ndarray, k: int = 10) -> np.ndarray:
+    """Return each query's Euclidean distance to its k-th nearest reference row."""
+    squared = ((queries ** 2).sum(1)[:, None] + (reference ** 2).sum(1)[None]
+               - 2.0 * queries @ reference.T)
+    return np.sqrt(np.maximum(np.partition(squared, k - 1, axis=1)[:, k - 1], 0.0))
 
 
 def at(curve: list[dict[str, float]], seconds: float, key: str = 'auc') -> float:

@@ -8,8 +8,8 @@ reader (torch and numpy).
 
 import numpy as np
 import pytest
-from ssl_obstacle.core.calibration import expected_calibration_error, fit_platt, logits, \
-    MIN_CELLS, PlattScaling, reliability, sigmoid
+from ssl_obstacle.core.calibration import expected_calibration_error, fit_platt, \
+    fit_temperature, logits, MIN_CELLS, PlattScaling, reliability, sigmoid
 from ssl_obstacle.core.checkpoint import build_model, load_checkpoint
 from ssl_obstacle.core.checkpoint_reader import CheckpointError, read_checkpoint_weights
 from ssl_obstacle.core.evaluation import build_report
@@ -117,6 +117,43 @@ def test_per_cell_fits_each_cell_and_too_few_cells_or_one_class_keep_the_identit
         fit_platt(probabilities, labels, per='sensor')
 
 
+def test_a_temperature_recovers_a_known_one_and_shrinking_moves_it_half_way_to_1():
+    rng = np.random.default_rng(7)
+    z = rng.normal(0.0, 3.0, size=(6000, 2, 3))
+    z[:, :, 2] *= 0.25  # the farthest distance says little: underconfident, wants a scale 2
+    truth = sigmoid(0.5 * z)
+    truth[:, :, 2] = sigmoid(2.0 * z[:, :, 2])
+    labels = (rng.random(z.shape) < truth).astype(np.float64)
+    probabilities = sigmoid(z)
+    per_distance = fit_temperature(probabilities, labels, per='distance')
+    assert (per_distance.bias == 0).all()  # a temperature has no bias
+    assert np.allclose(per_distance.scale[:, :2], 0.5, atol=0.05)
+    assert np.allclose(per_distance.scale[:, 2], 2.0, rtol=0.1)
+    halved = fit_temperature(probabilities, labels, per='distance', shrink=0.5)
+    assert np.allclose(halved.scale, np.sqrt(per_distance.scale), rtol=1e-5)
+    whole = fit_temperature(probabilities, labels, per='all')
+    assert np.ptp(whole.scale) == 0 and 0.5 < whole.scale[0, 0] < 4.0
+    calibrated = per_distance.apply(probabilities)
+    assert expected_calibration_error(calibrated, labels) < \
+        0.5 * expected_calibration_error(probabilities, labels)
+    assert np.allclose(auc_grid(calibrated, labels), auc_grid(probabilities, labels),
+                       atol=1e-6)
+    assert fit_temperature(probabilities, labels, shrink=0.0).is_identity
+
+
+def test_a_temperature_keeps_the_identity_where_cells_are_too_few_and_checks_its_options():
+    rng = np.random.default_rng(8)
+    probabilities, labels, _ = miscalibrated(rng, 3000)
+    labels[:, :, 1] = np.nan
+    labels[:MIN_CELLS // 2 - 1, :, 1] = 0.0  # 2 sensors: MIN_CELLS - 2 known cells
+    scaling = fit_temperature(probabilities, labels, per='distance')
+    assert (scaling.scale[:, 1] == 1.0).all() and (scaling.scale[:, 0] < 1.0).all()
+    with pytest.raises(ValueError, match='per must be'):
+        fit_temperature(probabilities, labels, per='cell')
+    with pytest.raises(ValueError, match='shrink'):
+        fit_temperature(probabilities, labels, shrink=1.5)
+
+
 def test_the_scale_stays_positive_even_when_predictions_are_anti_correlated():
     rng = np.random.default_rng(3)
     z = rng.normal(0.0, 2.0, size=(2000, 1, 1))
@@ -181,6 +218,19 @@ def test_the_trainer_publishes_calibrated_weights_and_scores_with_its_own():
     assert not np.allclose(raw, raw_before)  # publish froze the trained weights
     assert np.allclose(published, scaling.apply(raw), atol=1e-5)
     assert abs(published.mean() - 0.1) < abs(raw.mean() - 0.1)
+    assert np.allclose(auc_grid(published, labels[:50]), auc_grid(raw, labels[:50]),
+                       atol=1e-6)
+
+
+def test_the_default_temperature_calibration_publishes_a_scaled_network_without_bias():
+    assert TrainerSettings().calibration == 'temperature'
+    trainer, images, labels = trained_trainer('temperature')
+    weights = trainer.publish()
+    scaling = trainer.calibration
+    assert not scaling.is_identity and (scaling.bias == 0).all()
+    published = NumpyObstacleNet(CONFIG, weights.state).predict(images[:50])
+    raw = trainer.predict(images[:50])
+    assert np.allclose(published, scaling.apply(raw), atol=1e-5)
     assert np.allclose(auc_grid(published, labels[:50]), auc_grid(raw, labels[:50]),
                        atol=1e-6)
 

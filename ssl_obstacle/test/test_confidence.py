@@ -1,9 +1,9 @@
-"""Confidence per cell (core/confidence.py): the skill it states, its checks, its test."""
+"""Confidence (core/confidence.py): a cell's skill, a prediction's confidence, their checks."""
 
 import numpy as np
 import pytest
 from ssl_obstacle.core.confidence import cell_confidence, checked_confidence, \
-    error_by_confidence
+    error_by_confidence, prediction_confidence
 
 
 def test_a_cell_ranked_perfectly_is_trusted_and_one_ranked_by_chance_or_unknown_is_not():
@@ -21,6 +21,18 @@ def test_a_cell_ranked_perfectly_is_trusted_and_one_ranked_by_chance_or_unknown_
     assert confidence[2, 0] == 0.0
     # A reversed ranking is no skill at all, not a negative one.
     assert cell_confidence(1.0 - probabilities[:, :1], labels[:, :1])[0, 0] == 0.0
+
+
+def test_a_prediction_is_as_confident_as_it_is_certain_in_a_cell_it_ranks_well():
+    skill = np.array([[1.0, 0.5], [0.0, 1.0]], np.float32)
+    probabilities = np.array([[[0.9, 0.1], [1.0, 0.5]],
+                              [[0.5, 0.0], [0.2, 0.75]]], np.float32)
+    confidence = prediction_confidence(probabilities, skill)
+    assert confidence.shape == (2, 2, 2) and confidence.dtype == np.float32
+    np.testing.assert_allclose(confidence[0], [[0.8, 0.4], [0.0, 0.0]], atol=1e-6)
+    np.testing.assert_allclose(confidence[1], [[0.0, 0.5], [0.0, 0.5]], atol=1e-6)
+    # One frame's grid (S, D), as the predictor computes it.
+    np.testing.assert_allclose(prediction_confidence(probabilities[0], skill), confidence[0])
 
 
 def test_stored_confidences_are_checked():

@@ -175,11 +175,15 @@ def test_numpy_predictions_over_dds_equal_the_trainers_torch_predictions():
     assert list(prediction.sensor_names) == SENSORS
     np.testing.assert_allclose(prediction.distances, DISTANCES, atol=1e-6)
     assert all(0.0 <= p <= 1.0 for p in prediction.probabilities)
-    # Each cell's confidence travels with the weights and comes out with every prediction.
-    expected = trainer.published.cell_confidence
-    assert expected is not None and 0 < expected.max() <= 1 and expected.min() < expected.max()
+    # Each cell's skill travels with the weights; every prediction's confidence is that
+    # skill times the prediction's own certainty |2P - 1|, in [0, 1].
+    skill = trainer.published.cell_confidence
+    assert skill is not None and 0 < skill.max() <= 1 and skill.min() < skill.max()
     for each in driver.predictions:
-        np.testing.assert_allclose(confidence_of(each), expected, atol=1e-7)
+        confidence = confidence_of(each)
+        assert ((confidence >= 0) & (confidence <= 1)).all()
+        np.testing.assert_allclose(confidence,
+                                   skill * np.abs(2 * probabilities_of(each) - 1), atol=1e-6)
     marker = driver.markers[0].markers[0]
     assert marker.header.frame_id == 'thymio/base_link'
     assert len(marker.points) == len(SENSORS) * len(DISTANCES)
@@ -479,8 +483,10 @@ def test_a_model_file_predicts_from_the_start_without_any_trainer(tmp_path):
                 assert prediction.model_updates == trainer.updates
                 np.testing.assert_allclose(probabilities_of(prediction), trainer.predict(image),
                                            atol=1e-5)
-                np.testing.assert_allclose(confidence_of(prediction), trainer.cell_confidence,
-                                           atol=1e-7)
+                np.testing.assert_allclose(
+                    confidence_of(prediction),
+                    trainer.cell_confidence * np.abs(2 * probabilities_of(prediction) - 1),
+                    atol=1e-6)
                 assert wait_for(lambda: driver.reported('predicted') == 1, 20.0)
                 assert driver.reported('models_loaded') == 1
                 assert driver.reported('models_received') == 0

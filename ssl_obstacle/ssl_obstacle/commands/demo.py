@@ -423,7 +423,7 @@ class Demo:
                   predictor_counters: dict[str, Any]) -> dict[str, Any]:
         from .evaluate import write_report
         from .plots import plot_examples, plot_learning_curve
-        from ..core.confidence import error_by_confidence
+        from ..core.confidence import error_by_confidence, prediction_confidence
         from ..core.evaluation import build_report
 
         args = self.args
@@ -461,9 +461,11 @@ class Demo:
                          'trainer': final['counters'], 'trainer_process': final['process']},
         }
         if self.cell_confidence is not None:
-            # Does the published confidence hold in a world it never saw?
-            extra['confidence_vs_error'] = error_by_confidence(probabilities, labels,
-                                                               self.cell_confidence)
+            # Does the confidence the predictor would publish hold in a world it never saw?
+            confidence = prediction_confidence(probabilities, self.cell_confidence)
+            extra['confidence_vs_error'] = {
+                **error_by_confidence(probabilities, labels, confidence),
+                'mean_by_cell': confidence.mean(axis=0).round(4).tolist()}
         if args.drive_minutes > 0:
             self.driving = self._drive()
             extra['driving'] = self.driving

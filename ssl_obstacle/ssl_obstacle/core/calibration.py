@@ -5,10 +5,11 @@ A controller thresholds the predicted probabilities (the avoider's free distance
 first cell with P >= 0.5), so 0.7 should mean that an obstacle is there seven times in
 ten. Measured here: the expected calibration error (ECE) and reliability curves over the
 known cells. Fixed here: Platt scaling, ``P = sigmoid(scale * logit + bias)`` per distance
-(or per cell), fitted to frames the model had not trained on, i.e. the trainer's
-prequential window. With ``scale > 0`` the map is increasing in each cell, so every
-per-cell AUC is unchanged; and it folds into the network's last layer, so the robots get
-calibrated probabilities with no change to the forward pass or the model message.
+(or per cell), or a temperature (the scale alone), fitted to frames the model had not
+trained on, i.e. the trainer's prequential window. With ``scale > 0`` the map is
+increasing in each cell, so every per-cell AUC is unchanged; and it folds into the
+network's last layer, so the robots get calibrated probabilities with no change to the
+forward pass or the model message.
 """
 
 from __future__ import annotations
@@ -33,6 +34,10 @@ SCALE_RANGE = (0.05, 10.0)
 #: Ridge pulling (scale, bias) toward the identity (1, 0), per known cell: a prior that only
 #: matters where few cells are known.
 RIDGE = 1e-3
+#: How far the trainer's temperature moves from 1 toward the fitted one (geometrically):
+#: half-way, because it is fitted on the training room and the robot may drive into
+#: another (docs/learning_quality.md, "Calibration").
+TEMPERATURE_SHRINK = 0.5
 
 
 def known_cells(probabilities: np.ndarray,
@@ -186,22 +191,59 @@ def fit_platt(probabilities: np.ndarray, labels: np.ndarray, per: str = 'distanc
     return PlattScaling(scale, bias)
 
 
-def _fit_one(x: np.ndarray, y: np.ndarray, steps: int = 25) -> tuple[float, float]:
+def fit_temperature(probabilities: np.ndarray, labels: np.ndarray, per: str = 'all',
+                    shrink: float = 1.0, min_cells: int = MIN_CELLS) -> PlattScaling:
+    """
+    Fit a temperature, ``P = sigmoid(logit / T)``, to predictions (n, S, D) and labels.
+
+    Returned as a :class:`PlattScaling` with ``scale = 1 / T`` and no bias. ``per='all'``
+    fits one for the whole grid, ``per='distance'`` one per distance. ``shrink`` in [0, 1]
+    pulls the fitted scale toward 1 geometrically (``scale ** shrink``): the frames it is
+    fitted on come from the training room, and a half-way correction is one that survives
+    a room where the model is less sure.
+    """
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.float64)
+    if probabilities.ndim != 3 or probabilities.shape != labels.shape:
+        raise ValueError(f'expected predictions and labels (n, S, D) of one shape, got '
+                         f'{probabilities.shape} and {labels.shape}')
+    if per not in ('all', 'distance'):
+        raise ValueError(f"per must be 'all' or 'distance', got {per!r}")
+    if not 0.0 <= shrink <= 1.0:
+        raise ValueError(f'shrink must lie in [0, 1], got {shrink}')
+    _, sensors, distances = probabilities.shape
+    result = PlattScaling.identity(sensors, distances)
+    scale = result.scale.copy()
+    columns = [slice(None)] if per == 'all' else list(range(distances))
+    for column in columns:
+        predicted, observed = known_cells(probabilities[:, :, column], labels[:, :, column])
+        if predicted.size < min_cells or observed.min() == observed.max():
+            continue
+        fitted, _ = _fit_one(logits(predicted), observed, with_bias=False)
+        scale[:, column] = fitted ** shrink
+    return PlattScaling(scale, result.bias)
+
+
+def _fit_one(x: np.ndarray, y: np.ndarray, steps: int = 25,
+             with_bias: bool = True) -> tuple[float, float]:
     """
     Fit (a, b) minimising the cross-entropy of sigmoid(a x + b) against y, by Newton.
 
-    Written here because the environment has neither scipy nor scikit-learn, and a
-    two-parameter convex problem needs only a few Newton steps (ridge toward (1, 0)).
+    Without ``with_bias``, b stays 0 and only a is fitted. Written here because the
+    environment has neither scipy nor scikit-learn, and a convex problem of one or two
+    parameters needs only a few Newton steps (ridge toward (1, 0)).
     """
     ridge = RIDGE * len(x)
     theta = np.array([1.0, 0.0])
     design = np.stack([x, np.ones_like(x)], axis=1)
+    free = slice(None) if with_bias else slice(0, 1)
     for _ in range(steps):
         p = sigmoid(design @ theta)
         gradient = design.T @ (p - y) + ridge * (theta - (1.0, 0.0))
         weights = np.maximum(p * (1.0 - p), 1e-9)
         hessian = (design * weights[:, None]).T @ design + ridge * np.eye(2)
-        step = np.linalg.solve(hessian, gradient)
+        step = np.zeros(2)
+        step[free] = np.linalg.solve(hessian[free, free], gradient[free])
         theta = theta - step
         theta[0] = np.clip(theta[0], *SCALE_RANGE)
         if np.abs(step).max() < 1e-7:

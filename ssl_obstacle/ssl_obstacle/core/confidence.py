@@ -4,12 +4,20 @@ How far each predicted cell can be trusted, and whether that claim holds.
 Some cells the model cannot know: the side sensors look out at ±38° while the camera sees
 ±22°, so the near cells of the side sensors are mostly outside the picture, and their
 probabilities say little whatever the image. A calibrated probability of 0.5 is not the
-same statement as a confident 0.1: the controller needs both. The confidence of a cell is
-the skill of the model's ranking of that cell on frames it had not trained on (the
-trainer's prequential window): ``2 (AUC - 0.5)``, clipped to [0, 1], 0 where the window
-has no obstacle or no free case for it yet. It travels with the weights and comes out
-with every prediction. :func:`error_by_confidence` checks it on other frames: the error
-should fall as the confidence rises.
+same statement as a confident 0.1: the controller needs both. Two things go into a
+prediction's confidence:
+
+* the cell's *skill*, which only the trainer can know: how well the model ranked that
+  cell on frames it had not trained on (the prequential window), ``2 (AUC - 0.5)``
+  clipped to [0, 1], 0 where the window has no obstacle or no free case for it yet. It
+  travels with the weights (:func:`cell_confidence`);
+* the prediction's own *certainty* ``|2P - 1|``: 0 where the model says 0.5, 1 at 0 or 1.
+  For a calibrated P the expected error |P - y| is ``(1 - certainty ** 2) / 2``.
+
+Their product (:func:`prediction_confidence`) is published with every prediction: 0 when
+the model says it cannot tell, and 0 in a cell it has not learnt to rank, whatever it
+says. :func:`error_by_confidence` checks the claim on other frames: the error should fall
+as the confidence rises (docs/learning_quality.md, "Uncertainty").
 """
 
 from __future__ import annotations
@@ -29,6 +37,12 @@ def cell_confidence(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray
     grid = auc_grid(probabilities, labels)
     skill = np.clip(2.0 * (np.nan_to_num(grid, nan=0.5) - 0.5), 0.0, 1.0)
     return skill.astype(np.float32)
+
+
+def prediction_confidence(probabilities: np.ndarray, skill: np.ndarray) -> np.ndarray:
+    """Return the confidence of predictions (..., S, D): each cell's skill x |2P - 1|."""
+    certainty = np.abs(2.0 * np.asarray(probabilities, dtype=np.float32) - 1.0)
+    return np.clip(certainty * np.asarray(skill, dtype=np.float32), 0.0, 1.0)
 
 
 def checked_confidence(values: Any, shape: tuple[int, int]) -> np.ndarray | None:

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch.optim.swa_utils import AveragedModel
 
-from .calibration import fit_platt, PlattScaling
+from .calibration import fit_platt, fit_temperature, PlattScaling, TEMPERATURE_SHRINK
 from .checkpoint import load_checkpoint, save_checkpoint
 from .confidence import cell_confidence, checked_confidence
 from .model import augment, masked_bce_loss, ModelConfig, ObstacleNet, predict_probabilities, \
@@ -45,6 +45,8 @@ _LOG = logging.getLogger(__name__)
 
 #: Losses averaged into :attr:`TrainerStatus.recent_loss`.
 RECENT_LOSS_STEPS = 50
+#: What ``TrainerSettings.calibration`` may be.
+CALIBRATIONS = ('none', 'temperature', 'distance', 'cell')
 
 
 @dataclass(frozen=True)
@@ -77,12 +79,14 @@ class TrainerSettings:
     #: Draw each batch element as the least-drawn of a few random frames, so early frames
     #: are not over-trained and late ones under-trained (see :mod:`~.replay`).
     even_exposure: bool = True
-    #: Publish calibrated probabilities: Platt scaling fitted on the newest frames of the
-    #: prequential window, per 'distance' or per 'cell', folded into the published weights
-    #: ('none', the default: the network's own). Off by default because a fit on the
-    #: training room's self-supervised labels did not carry over to an unseen room
-    #: (docs/architecture.md, "Calibration and confidence").
-    calibration: str = 'none'
+    #: Publish calibrated probabilities, fitted on the newest frames of the prequential
+    #: window and folded into the published weights: 'temperature' (the default) a
+    #: temperature per distance, half-way toward 1 (:func:`~.calibration.fit_temperature`);
+    #: 'distance' or 'cell' Platt scaling (scale and bias) per distance or per cell; 'none'
+    #: the network's own. A bias fitted on the training room's self-supervised labels made
+    #: an unseen room's calibration worse; the shrunk temperature did not
+    #: (docs/learning_quality.md, "Calibration").
+    calibration: str = 'temperature'
     #: Newest scored frames the calibration is fitted on (older ones scored older models).
     calibration_frames: int = 1000
     #: Train on ``y (1 - ε) + ε / 2`` for a known label y (0: the labels as they are). On
@@ -185,8 +189,8 @@ class OnlineTrainer:
         self.settings = settings if settings is not None else TrainerSettings()
         if self.settings.batch_size < 1 or self.settings.auc_window < 1:
             raise ValueError('batch_size and auc_window must be at least 1')
-        if self.settings.calibration not in ('none', 'distance', 'cell'):
-            raise ValueError("calibration must be 'none', 'distance' or 'cell', got "
+        if self.settings.calibration not in CALIBRATIONS:
+            raise ValueError(f'calibration must be one of {", ".join(CALIBRATIONS)}, got '
                              f'{self.settings.calibration!r}')
         if not 0.0 <= self.settings.label_smoothing < 1.0:
             raise ValueError(f'label_smoothing must be in [0, 1), got '
@@ -352,9 +356,12 @@ class OnlineTrainer:
         return probabilities[recent], labels[recent]
 
     def _fit_calibration(self, probabilities: np.ndarray, labels: np.ndarray) -> PlattScaling:
-        """Fit Platt scaling on scored frames (identity when off or too few)."""
+        """Fit the calibration on scored frames (identity when off or too few)."""
         if self.settings.calibration == 'none':
             return PlattScaling.identity(self.config.num_sensors, self.config.num_distances)
+        if self.settings.calibration == 'temperature':
+            return fit_temperature(probabilities, labels, per='distance',
+                                   shrink=TEMPERATURE_SHRINK)
         return fit_platt(probabilities, labels, per=self.settings.calibration)
 
     def _predicting_model(self) -> ObstacleNet:

@@ -34,6 +34,7 @@ from .qos import MODEL_QOS
 from .rate_limited_log import RateLimitedLog
 from .runtime import declare_parameters, run_nodes, wall_timer
 from ..core.checkpoint_reader import read_checkpoint_weights
+from ..core.confidence import prediction_confidence
 from ..core.numpy_model import NumpyObstacleNet
 from ..core.params import LabelParams
 from ..io.conversions import (BadInput, compressed_to_rgb, DEFAULT_MAX_IMAGE_PIXELS, ENCODINGS,
@@ -95,7 +96,8 @@ class PredictorNode(Node):
                          'model_refused': 0, **dict.fromkeys(MODEL_KINDS, 0),
                          'camera_refused': 0, **{f'camera_{k}': 0 for k in CAMERA_KINDS}}
         self.model: NumpyObstacleNet | None = None
-        #: The model's confidence per cell (S, D), published with each prediction.
+        #: The model's skill per cell (S, D): times each prediction's certainty, it is the
+        #: confidence published with the prediction (core/confidence.py).
         self.cell_confidence: np.ndarray | None = None
         self.model_updates = 0
         self.model_source = 'none'
@@ -257,9 +259,11 @@ class PredictorNode(Node):
         config = model.config
         small = resize_rgb(rgb, config.image_width, config.image_height)
         probabilities = model.predict(small)[0]
+        confidence = prediction_confidence(probabilities, self.cell_confidence) \
+            if self.cell_confidence is not None else None
         self._predictions.publish(prediction_msg(msg.header, self.sensor_names, self.distances,
                                                  probabilities, self.model_updates,
-                                                 self.cell_confidence))
+                                                 confidence))
         self.counters['predicted'] += 1
         if self._overlay is not None and self._overlay.get_subscription_count() > 0:
             self._overlay.publish(rgb_to_image_msg(overlay_image(rgb, probabilities), msg.header))

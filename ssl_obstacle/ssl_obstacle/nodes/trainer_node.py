@@ -94,10 +94,11 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     'implied_blocking': (True, 'also train on the cells beyond an obstacle the centre sensor '
                                'saw: the robot could only reach them through it (see '
                                'core/implied_labels.py); scoring keeps the observed labels'),
-    'calibration': ('none', "publish calibrated probabilities: 'distance' = Platt scaling "
-                            'fitted on the newest scored frames per distance (pooling the '
-                            "sensors), 'cell' = per cell; 'none' = the network's own (a fit "
-                            "on the training room's labels made an unseen room's worse)"),
+    'calibration': (TrainerSettings.calibration,
+                    "publish calibrated probabilities: 'temperature' = a temperature per "
+                    'distance fitted on the newest scored frames, half-way toward 1; '
+                    "'distance' / 'cell' = Platt scaling per distance / per cell; 'none' "
+                    "= the network's own (docs/learning_quality.md)"),
     'calibration_frames': (1000, 'newest scored (not yet trained on) frames the calibration '
                                  'is fitted on'),
     'label_smoothing': (TrainerSettings.label_smoothing,
