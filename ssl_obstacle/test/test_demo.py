@@ -85,10 +85,12 @@ def test_demo_runs_end_to_end_and_writes_every_file(tmp_path):
     groups = report['confidence_vs_error']['groups']
     assert sum(g['cells'] for g in groups) == known.sum()
     assert all(0.0 <= g['confidence_low'] <= g['confidence_high'] <= 1.0 for g in groups)
+    by_cell = np.asarray(report['confidence_vs_error']['mean_by_cell'])
+    assert by_cell.shape == known.shape and ((by_cell >= 0) & (by_cell <= 1)).all()
     assert set(report['ece_by_band']) == set(report['auc_by_band'])
     assert sum(report['reliability']['all']['cells']) == known.sum()
     for name in ('auc_heatmap.png', 'auc_by_distance.png', 'learning_curve.png',
-                 'examples.png', 'drive.png', 'calibration.png'):
+                 'examples.png', 'drive.png', 'calibration.png', 'confidence.png'):
         with Image.open(out / name) as image:
             pixels = np.asarray(image.convert('RGB'))
         assert pixels.shape[0] > 200 and pixels.shape[1] > 300, name

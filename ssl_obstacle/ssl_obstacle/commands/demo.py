@@ -422,7 +422,7 @@ class Demo:
     def _evaluate(self, collisions: int, labeler_counters: dict[str, Any],
                   predictor_counters: dict[str, Any]) -> dict[str, Any]:
         from .evaluate import write_report
-        from .plots import plot_examples, plot_learning_curve
+        from .plots import plot_confidence, plot_examples, plot_learning_curve
         from ..core.confidence import error_by_confidence, prediction_confidence
         from ..core.evaluation import build_report
 
@@ -474,6 +474,9 @@ class Demo:
                             [p['sim_seconds'] for p in self.curve],
                             [_nan(p['running_auc']) for p in self.curve],
                             [_nan(p['heldout_auc']) for p in self.curve])
+        if 'confidence_vs_error' in extra:
+            plot_confidence(self.out / 'confidence.png', extra['confidence_vs_error'],
+                            params.sensor_names, params.distances)
         chosen = _example_indices(labels, 4)
         plot_examples(self.out / 'examples.png', images[chosen], probabilities[chosen],
                       labels[chosen], params.sensor_names, params.distances)

@@ -223,6 +223,42 @@ def plot_reliability(path: str | os.PathLike[str], curves: Mapping[str, Mapping[
     _save(figure, path)
 
 
+def plot_confidence(path: str | os.PathLike[str], check: Mapping[str, Any],
+                    sensor_names: Sequence[str], distances: Sequence[float]) -> None:
+    """
+    Draw whether the published confidence foresees the error, and where it is low.
+
+    Left: the mean |P - label| of the known cells in groups of rising confidence (it should
+    fall). Right: the mean confidence per sensor and distance (low where the model cannot
+    know, e.g. the side sensors' near cells, outside the camera's view).
+    """
+    groups = check['groups']
+    figure = Figure(figsize=(10.0, 4.2))
+    left, right = figure.subplots(1, 2, gridspec_kw={'width_ratios': [1, 1.3]})
+    names = [f'{g["confidence_low"]:.2f}-{g["confidence_high"]:.2f}' for g in groups]
+    left.bar(range(len(groups)), [g['mean_abs_error'] for g in groups], color='tab:blue')
+    left.set_xticks(range(len(groups)), labels=names)
+    left.set_xlabel('confidence (equal shares of known cells)')
+    left.set_ylabel('mean |P - label|')
+    rank = check.get('rank_correlation', float('nan'))
+    left.set_title(f'error by confidence (rank correlation {rank:+.2f})'
+                   if np.isfinite(rank) else 'error by confidence')
+    left.grid(axis='y', alpha=0.3)
+    grid = np.asarray(check['mean_by_cell'], dtype=np.float64).T  # (D, S)
+    image = right.imshow(grid, cmap='viridis', vmin=0.0, vmax=1.0, aspect='auto',
+                         origin='lower', interpolation='nearest')
+    right.set_xticks(range(len(sensor_names)), labels=list(sensor_names), rotation=30,
+                     ha='right')
+    step = max(1, len(distances) // 8)
+    right.set_yticks(range(0, len(distances), step),
+                     labels=[f'{100 * d:.0f}' for d in list(distances)[::step]])
+    right.set_ylabel('distance ahead [cm]')
+    right.set_title('mean confidence per cell')
+    figure.colorbar(image, ax=right, label='confidence')
+    figure.tight_layout()
+    _save(figure, path)
+
+
 def _floats(values: Any) -> np.ndarray:
     return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
 
