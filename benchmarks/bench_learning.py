@@ -54,6 +54,7 @@ VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     "paper's filters": {'config': {'filters': (10, 10, 8)}},
     'positive 0.3': {'settings': {'positive_sample_fraction': 0.3}},
     'lr 2e-3': {'settings': {'learning_rate': 2e-3}},
+    'average 0.95': {'settings': {'average_decay': 0.95}},
 }
 
 

@@ -199,8 +199,8 @@ def fit_temperature(probabilities: np.ndarray, labels: np.ndarray, per: str = 'a
     Returned as a :class:`PlattScaling` with ``scale = 1 / T`` and no bias. ``per='all'``
     fits one for the whole grid, ``per='distance'`` one per distance. ``shrink`` in [0, 1]
     pulls the fitted scale toward 1 geometrically (``scale ** shrink``): the frames it is
-    fitted on come from the training room, and a half-way correction is one that survives
-    a room where the model is less sure.
+    fitted on come from the training room, where the full correction is best, and another
+    room may want less of it (measured: docs/learning_quality.md, "Calibration").
     """
     probabilities = np.asarray(probabilities, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.float64)
