@@ -161,6 +161,16 @@ class PlattScaling:
         return folded
 
 
+def _grids(probabilities: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return predictions and labels as float64 grids (n, S, D) of one shape, else raise."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.float64)
+    if probabilities.ndim != 3 or probabilities.shape != labels.shape:
+        raise ValueError(f'expected predictions and labels (n, S, D) of one shape, got '
+                         f'{probabilities.shape} and {labels.shape}')
+    return probabilities, labels
+
+
 def fit_platt(probabilities: np.ndarray, labels: np.ndarray, per: str = 'distance',
               min_cells: int = MIN_CELLS) -> PlattScaling:
     """
@@ -170,11 +180,7 @@ def fit_platt(probabilities: np.ndarray, labels: np.ndarray, per: str = 'distanc
     the cells of one sensor); ``per='cell'`` one per sensor and distance. A group with
     fewer than ``min_cells`` known cells, or with one class only, keeps the identity.
     """
-    probabilities = np.asarray(probabilities, dtype=np.float64)
-    labels = np.asarray(labels, dtype=np.float64)
-    if probabilities.ndim != 3 or probabilities.shape != labels.shape:
-        raise ValueError(f'expected predictions and labels (n, S, D) of one shape, got '
-                         f'{probabilities.shape} and {labels.shape}')
+    probabilities, labels = _grids(probabilities, labels)
     if per not in ('distance', 'cell'):
         raise ValueError(f"per must be 'distance' or 'cell', got {per!r}")
     _, sensors, distances = probabilities.shape
@@ -202,11 +208,7 @@ def fit_temperature(probabilities: np.ndarray, labels: np.ndarray, per: str = 'a
     fitted on come from the training room, where the full correction is best, and another
     room may want less of it (measured: docs/learning_quality.md, "Calibration").
     """
-    probabilities = np.asarray(probabilities, dtype=np.float64)
-    labels = np.asarray(labels, dtype=np.float64)
-    if probabilities.ndim != 3 or probabilities.shape != labels.shape:
-        raise ValueError(f'expected predictions and labels (n, S, D) of one shape, got '
-                         f'{probabilities.shape} and {labels.shape}')
+    probabilities, labels = _grids(probabilities, labels)
     if per not in ('all', 'distance'):
         raise ValueError(f"per must be 'all' or 'distance', got {per!r}")
     if not 0.0 <= shrink <= 1.0:
