@@ -16,10 +16,10 @@ weights before it is stored. The published model is scored on the demo's held-ou
 Prints, per variant, the held-out AUC after 3 and after ``--minutes`` simulated minutes
 (mean and minimum over seeds), the ECE, and the simulated minutes to reach 0.85 and 0.90;
 writes every figure to ``<cache>/results-<stamp>.json``, with each run's final AUC per cell
-(printed per sensor and 10 cm band) and a novelty check: how a held-out frame's distance
-from the buffer's dense-layer features ranks its error (docs/learning_quality.md, "a
-per-frame novelty term"). Confirm a winner with
-``bench_demo_seeds.py`` (the real nodes over DDS).
+(printed per sensor and 10 cm band), a calibration check (each candidate calibration fitted
+on the trainer's window, its held-out and training-room ECE) and an uncertainty check (how
+candidate confidences rank the held-out error; docs/learning_quality.md, "Calibration" and
+"Uncertainty"). Confirm a winner with ``bench_demo_seeds.py`` (the real nodes over DDS).
 
 Run: scripts/with_env.sh python benchmarks/bench_learning.py [--variant default ...]
      [--seeds 0 1 2 3 4] [--minutes 10] [--jobs 2] [--cache runs/bench_learning]
@@ -255,7 +255,8 @@ def uncertainty_check(trainer: Any, heldout: dict[str, np.ndarray],
     RMS z-score and as the distance to its 10th nearest buffered neighbour.
     """
     import torch
-    from ssl_obstacle.core.confidence import error_by_confidence, rank_correlation
+    from ssl_obstacle.core.confidence import error_by_confidence, prediction_confidence, \
+        rank_correlation
     from ssl_obstacle.core.model import preprocess
 
     model = trainer._scoring_model
@@ -281,7 +282,7 @@ def uncertainty_check(trainer: Any, heldout: dict[str, np.ndarray],
                            'frame rank_corr certainty':
                                rank_correlation(certainty.mean((1, 2)), error)}
     for name, confidence in (('skill', cells), ('certainty', certainty),
-                             ('skill x certainty', cells[None] * certainty)):
+                             ('skill x certainty', prediction_confidence(probabilities, cells))):
         check = error_by_confidence(probabilities, labels, confidence)
         out[f'cell rank_corr {name}'] = check['rank_correlation']
         out[f'cell groups {name}'] = [g['mean_abs_error'] for g in check['groups']]
