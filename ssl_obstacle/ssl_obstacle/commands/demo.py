@@ -466,6 +466,8 @@ class Demo:
             extra['confidence_vs_error'] = {
                 **error_by_confidence(probabilities, labels, confidence),
                 'mean_by_cell': confidence.mean(axis=0).round(4).tolist()}
+            plot_confidence(self.out / 'confidence.png', extra['confidence_vs_error'],
+                            params.sensor_names, params.distances)
         if args.drive_minutes > 0:
             self.driving = self._drive()
             extra['driving'] = self.driving
@@ -474,9 +476,6 @@ class Demo:
                             [p['sim_seconds'] for p in self.curve],
                             [_nan(p['running_auc']) for p in self.curve],
                             [_nan(p['heldout_auc']) for p in self.curve])
-        if 'confidence_vs_error' in extra:
-            plot_confidence(self.out / 'confidence.png', extra['confidence_vs_error'],
-                            params.sensor_names, params.distances)
         chosen = _example_indices(labels, 4)
         plot_examples(self.out / 'examples.png', images[chosen], probabilities[chosen],
                       labels[chosen], params.sensor_names, params.distances)
