@@ -21,7 +21,8 @@ per frame (ms), with the machine's conditions. Writes everything to ``--json``.
 
 Run: scripts/with_env.sh python benchmarks/bench_drive.py --model RUN/checkpoint.pt
      [--early-model RUN3/checkpoint.pt] [--worlds pillars,walls,random]
-     [--seeds 1000,1001,1002] [--minutes 4] [--memoryless] [--fused] [--jobs N]
+     [--seeds 1000,1001,1002] [--minutes 4] [--memoryless] [--fused]
+     [--min-confidence 0.2 --min-confidence 0.4] [--jobs N]
      [--json FILE]
 """
 
@@ -125,6 +126,9 @@ def drive_plan(args: argparse.Namespace, job: tuple[str, int]) -> list[dict[str,
     if args.fused:
         plan.append(('avoider_fused', models['avoider'], FUSED))
         plan.append(('sightless_fused', see_nothing, FUSED))
+    for value in args.min_confidence:
+        plan.append((f'avoider_conf{value:g}', models['avoider'],
+                     AvoiderSettings(min_confidence=value)))
     if not args.no_oracle:
         plan.append(('oracle', None, None))
     reports = []
@@ -156,6 +160,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help='also the avoider with proximity_fusion_range 0.14 (readings '
                              'as the first column), with the model and with all-free grids '
                              '(the same state machine on the proximity readings alone)')
+    parser.add_argument('--min-confidence', action='append', type=float, default=[],
+                        help='also the avoider with this min_confidence (a cell said free '
+                             'with less confidence counts as an obstacle); repeatable')
     parser.add_argument('--jobs', type=int, default=os.cpu_count() or 1,
                         help='worlds x seeds driven in parallel processes')
     parser.add_argument('--json', default='runs/bench_drive.json')

@@ -40,6 +40,17 @@ def drive(avoider: Avoider, start: float, seconds: float, probabilities: np.ndar
     return twists
 
 
+def drive_with(avoider: Avoider, start: float, seconds: float, probabilities: np.ndarray,
+               confidence: np.ndarray) -> list[tuple[float, float]]:
+    """Like :func:`drive`, each grid sent with its confidence."""
+    twists = []
+    for step in range(int(round(seconds / DT))):
+        now = start + step * DT
+        assert avoider.set_prediction(now, probabilities, confidence)
+        twists.append(avoider.update(now, NOTHING))
+    return twists
+
+
 def test_free_distance_is_the_first_likely_cell_or_beyond_the_horizon():
     probabilities = grid(left=0.12, center=0.0)
     free = free_distances(probabilities, DISTANCES, 0.5)
@@ -197,6 +208,7 @@ def test_time_jumping_back_forgets_everything():
 
 @pytest.mark.parametrize('changes', [
     {'cruise_speed': 0.0}, {'probability_threshold': 1.0}, {'stop_distance': 0.3},
+    {'min_confidence': 1.0}, {'min_confidence': -0.1},
     {'clear_distance': 0.01}, {'min_speed': 1.0}, {'prediction_timeout': math.nan},
     {'turn_speed_fraction': 2.0}])
 def test_settings_that_cannot_work_are_refused(changes):
@@ -249,3 +261,40 @@ def test_what_a_side_sensor_sees_now_outweighs_a_free_prediction():
     drive(alone, 0.0, 0.5, grid())
     assert drive(alone, 0.5, 0.2, grid(), seen_right)[-1] == (
         pytest.approx(alone.settings.cruise_speed), 0.0)
+
+
+def test_an_unsure_free_cell_counts_as_an_obstacle_with_min_confidence():
+    probabilities = grid(left=0.2)
+    confidence = np.full(probabilities.shape, 0.9)
+    confidence[SENSOR_NAMES.index('right'), DISTANCES >= 0.04 - 1e-9] = 0.1  # can't tell
+    free = free_distances(probabilities, DISTANCES, 0.5, confidence, 0.3)
+    assert free[SENSOR_NAMES.index('right')] == pytest.approx(0.04)
+    assert free[SENSOR_NAMES.index('left')] == pytest.approx(0.2)  # a sure obstacle stays
+    assert free[SENSOR_NAMES.index('center')] == pytest.approx(0.31)
+    assert np.array_equal(free_distances(probabilities, DISTANCES, 0.5, confidence, 0.0),
+                          free_distances(probabilities, DISTANCES, 0.5))
+
+
+def test_with_min_confidence_it_turns_away_from_where_it_cannot_tell():
+    """A right side the model cannot see into: the careful avoider turns left, counted."""
+    confidence = np.full((len(SENSOR_NAMES), len(DISTANCES)), 0.9)
+    confidence[SENSOR_NAMES.index('right'), :] = 0.05
+    careful = Avoider(AvoiderSettings(min_confidence=0.3))
+    drive_with(careful, 0.0, 0.5, grid(), np.full_like(confidence, 0.9))
+    assert careful.counters['unsure_predictions'] == 0
+    _, angular = drive_with(careful, 0.5, 0.2, grid(), confidence)[-1]
+    assert angular > 0.0 and careful.counters['unsure_predictions'] == 2
+    trusting = Avoider()  # the default takes the probabilities at their word
+    drive_with(trusting, 0.0, 0.5, grid(), confidence)
+    assert trusting.update(0.5, NOTHING) == (pytest.approx(trusting.settings.cruise_speed), 0.0)
+    assert trusting.counters['unsure_predictions'] == 0
+
+
+def test_a_prediction_without_confidence_is_taken_at_its_word_a_broken_one_refused():
+    careful = Avoider(AvoiderSettings(min_confidence=0.3))
+    for empty in (None, [], np.empty(0)):
+        assert careful.set_prediction(0.0, grid(), empty)
+        assert careful.free.min() > 0.3
+    for bad in (np.full(5 * 31 - 1, 0.5), np.full((5, 31), np.nan), np.full((5, 31), 1.2)):
+        assert not careful.set_prediction(0.1, grid(), bad)
+    assert careful.counters['bad_predictions'] == 3 and careful.counters['predictions'] == 3

@@ -101,6 +101,8 @@ class Robot(Node):
         self.ranges: dict[str, float] | None = dict.fromkeys(SENSOR_NAMES, NOTHING_SEEN)
         #: Sent every tick, stamped now, while not None.
         self.grid: np.ndarray | None = None
+        #: Sent with the grid (None: a model without confidence).
+        self.confidence: np.ndarray | None = None
         self.sensor_names = list(SENSOR_NAMES)
         self.distances = list(DEFAULT_DISTANCES)
         #: (updates, auc) of a LearnerStatus sent every tick, while not None.
@@ -137,7 +139,7 @@ class Robot(Node):
         if grid is not None:
             self.predictions.publish(prediction_msg(
                 Header(stamp=now.to_msg(), frame_id='camera'), self.sensor_names,
-                self.distances, grid, 42))
+                self.distances, grid, 42, self.confidence))
         if status is not None:
             self.status_publisher.publish(LearnerStatus(updates=status[0], auc=status[1]))
 
@@ -264,6 +266,28 @@ def test_a_prediction_of_another_grid_or_broken_is_refused_and_counted(spoil, re
             assert values['bad_prediction_messages'] == values[f'bad_prediction_{reason}']
             assert set(node.bad_predictions) == {reason}
             assert values['state'] == 'blind'
+
+
+def test_with_min_confidence_it_steers_clear_of_a_side_the_model_cannot_tell():
+    unsure_right = np.full(GRID_SHAPE, 0.9, dtype=np.float32)
+    unsure_right[SENSOR_NAMES.index('right'), :] = 0.05
+    with ros_context() as context:
+        node = avoider_node(context, min_confidence=0.3, prediction_timeout=1.0)
+        robot = Robot(context)
+        robot.grid, robot.confidence = FREE, np.full(GRID_SHAPE, 0.9, dtype=np.float32)
+        with spinning(context, robot, node):
+            wait_for_subscribers(robot.all_publishers(), node=node)
+            assert robot.twists_settle(forward)
+            robot.confidence = unsure_right
+            assert robot.twists_settle(lambda v, w: w > 0.0)  # away from the right, by sight
+            values = robot.status_settles(lambda v, s: int(v['unsure_predictions']) > 0)
+            assert values['reflexes'] == '0' and values['bad_prediction_messages'] == '0'
+            robot.confidence = np.full(GRID_SHAPE[0] * GRID_SHAPE[1] - 1, 0.5)
+            values = robot.status_settles(
+                lambda v, s: int(v.get('bad_prediction_confidence_size', 0)) >= 3)
+            assert values['level'] == WARN and 'confidence_size' in values['message']
+            assert robot.twists_settle(stopped)
+        node.destroy_node()
 
 
 def test_explores_until_the_learner_is_good_enough_then_drives_by_sight():

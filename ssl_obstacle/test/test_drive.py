@@ -9,7 +9,7 @@ import sys
 import numpy as np
 from PIL import Image
 import pytest
-from ssl_obstacle.commands.drive import drive_run
+from ssl_obstacle.commands.drive import drive_run, ModelPredictor
 from ssl_obstacle.core.avoider import AvoiderSettings
 from ssl_obstacle.core.checkpoint import save_checkpoint
 from ssl_obstacle.core.model import ModelConfig, ObstacleNet
@@ -84,6 +84,29 @@ def checkpoint(tmp_path_factory):
                     params={'sensor_names': list(params.sensor_names),
                             'distances': list(params.distances)})
     return path
+
+
+def test_the_avoider_gets_each_predictions_confidence_as_the_robots_predictor_sends_it(
+        tmp_path, checkpoint):
+    params = LabelParams()
+    skill = np.full((len(params.sensor_names), len(params.distances)), 0.8)
+    skill[0] = 0.0  # the left sensor: not learnt to rank at all
+    skilled = tmp_path / 'skilled.pt'
+    torch.manual_seed(0)
+    save_checkpoint(skilled, ObstacleNet(ModelConfig()), counters={'updates': 7},
+                    params={'sensor_names': list(params.sensor_names),
+                            'distances': list(params.distances)}, cell_confidence=skill)
+    predictor = ModelPredictor(skilled)
+    grid = predictor(np.zeros((120, 160, 3), dtype=np.uint8))
+    np.testing.assert_allclose(predictor.confidence(grid), np.abs(2 * grid - 1) * skill,
+                               rtol=1e-5)
+    assert ModelPredictor(checkpoint).confidence(grid) is None  # no skill, no confidence
+    careful = AvoiderSettings(min_confidence=0.1)
+    counters = drive_run('walls', 3, 0.2, 'avoider', predictor, careful).report['avoider']
+    assert counters['predictions'] > 100 and counters['bad_predictions'] == 0
+    assert counters['unsure_predictions'] == counters['predictions']  # the left, always
+    without = drive_run('walls', 3, 0.2, 'avoider', ModelPredictor(checkpoint), careful)
+    assert without.report['avoider']['unsure_predictions'] == 0
 
 
 def _drive(*args: str) -> subprocess.CompletedProcess:

@@ -3,7 +3,8 @@
 
 The simulator runs in-process, as fast as the CPU allows and deterministically for a seed
 (as ``record`` does, :mod:`ssl_obstacle.sim.closed_loop`). With ``--controller avoider``
-every camera frame is predicted by the model and the grid handed to the
+every camera frame is predicted by the model and the grid (with its confidence, as the
+robot's predictor publishes it) handed to the
 :class:`~ssl_obstacle.core.avoider.Avoider` at the frame's stamp; ``explorer`` is the IR-only
 data-collection behaviour; ``oracle`` is the avoider fed the simulator's exact label grid
 (the best any model could do); ``both`` runs the explorer and the avoider in the same world
@@ -23,6 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..core.avoider import Avoider, AvoiderSettings
+from ..core.confidence import prediction_confidence
 from ..core.explorer import Explorer
 from ..core.params import LabelParams
 from ..io.conversions import resize_rgb
@@ -80,8 +82,14 @@ class ModelPredictor:
             raise DriveError(f'{path}: the model predicts sensors {list(self.sensor_names)} '
                              f'at {len(self.distances)} distances; the built-in robot has '
                              f'{list(expected.sensor_names)} at {len(expected.distances)}')
+        #: Each cell's ranking skill, as published with the weights (None: no skill yet).
+        self.skill = weights.cell_confidence
         self.seconds = 0.0
         self.frames = 0
+
+    def confidence(self, grid: np.ndarray) -> np.ndarray | None:
+        """Return a prediction's confidence, as the robot's predictor publishes it."""
+        return None if self.skill is None else prediction_confidence(grid, self.skill)
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
         """Return the (S, D) grid of one camera image."""
@@ -108,9 +116,10 @@ class _TimedAvoider:
         self.calls += 1
         return twist
 
-    def set_prediction(self, stamp: float, grid: np.ndarray) -> None:
+    def set_prediction(self, stamp: float, grid: np.ndarray,
+                       confidence: np.ndarray | None = None) -> None:
         started = time.perf_counter()
-        self.avoider.set_prediction(stamp, grid)
+        self.avoider.set_prediction(stamp, grid, confidence)
         self.seconds += time.perf_counter() - started
         self.calls += 1
 
@@ -189,8 +198,13 @@ def _feeding(metrics: DriveMetrics, avoider: _TimedAvoider, controller: str,
         metrics.observe(event)
         if event.kind != source:
             return
-        grid = event.labels if controller == 'oracle' else predictor(event.image)
-        avoider.set_prediction(event.stamp / 1e9, grid)
+        if controller == 'oracle':
+            avoider.set_prediction(event.stamp / 1e9, event.labels)
+            return
+        grid = predictor(event.image)
+        confidence = predictor.confidence(grid) if isinstance(predictor, ModelPredictor) \
+            else None
+        avoider.set_prediction(event.stamp / 1e9, grid, confidence)
     return observe
 
 

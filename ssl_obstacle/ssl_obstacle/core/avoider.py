@@ -9,6 +9,11 @@ convention, as :class:`~.explorer.Explorer` takes them); the output is a twist.
 
 From a grid it reads one *free distance* per sensor: how far the robot can drive before
 the cell first reaches ``probability_threshold`` (the whole horizon when none does). With
+``min_confidence`` > 0 and a prediction that carries its confidence
+(:func:`~.confidence.prediction_confidence`: the cell's skill × |2P − 1|), a cell said
+free with less confidence than that counts as a likely obstacle too: the robot is careful
+where the model cannot tell, most of all in the side sensors' near cells, beyond the
+camera's view (off by default; a prediction without confidence is taken at its word). With
 ``proximity_fusion_range`` > 0, a sensor that reads something closer than that right now
 has a free distance of 0: the grid's first column is what the sensor measures (off by
 default: the controller then drives by sight, the sensors only fire the reflex). The
@@ -40,16 +45,19 @@ limit that falls smoothly from ``cruise_speed`` at ``slow_distance`` to ``min_sp
 - ``blind``: no valid prediction within ``prediction_timeout`` of now (none yet, stale,
   or stamped that far ahead): decelerate to a stop at ``stop_deceleration`` and wait
   (counted once per episode as ``stale_stops``, the start's wait included). The reflex
-  does not fire while blind: the robot is stopping there anyway. A grid of
+  does not fire while blind: the robot is stopping there anyway. A grid (or confidence) of
   the wrong size or with NaN is refused (``bad_predictions``) and so never drives the
   robot: it cannot become "the newest prediction".
+
+``unsure_predictions`` counts the predictions whose free distances ``min_confidence``
+shortened.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 import math
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -58,7 +66,8 @@ from .thymio import nearest_reading, PROXIMITY_POSES, SENSOR_NAMES, sensor_side
 
 #: Counters of :attr:`Avoider.counters`, in the order status messages list them.
 COUNTER_NAMES: tuple[str, ...] = ('updates', 'predictions', 'bad_predictions', 'stale_stops',
-                                  'avoidances', 'reflexes', 'blind_updates')
+                                  'avoidances', 'reflexes', 'blind_updates',
+                                  'unsure_predictions')
 
 
 @dataclass(frozen=True)
@@ -68,6 +77,8 @@ class AvoiderSettings:
     cruise_speed: float = 0.1
     #: A cell whose P(obstacle) reaches this counts as the first likely obstacle.
     probability_threshold: float = 0.5
+    #: ... and so does a cell said free with a confidence below this (0: off).
+    min_confidence: float = 0.0
     #: Sensors within this angle of the robot's axis make up "the front".
     front_half_angle: float = 0.4
     #: Front free distance below which the speed limit starts to fall.
@@ -137,6 +148,8 @@ class AvoiderSettings:
                 raise ValueError(f'{name} must be non-negative, got {value}')
         if not 0.0 < self.probability_threshold < 1.0:
             raise ValueError('probability_threshold must be in (0, 1)')
+        if not 0.0 <= self.min_confidence < 1.0:
+            raise ValueError('min_confidence must be in [0, 1)')
         if not self.stop_distance < self.slow_distance:
             raise ValueError('stop_distance must be below slow_distance')
         if self.min_speed > self.cruise_speed:
@@ -150,21 +163,31 @@ class AvoiderSettings:
             raise ValueError('reflex_max_turn must be at least reflex_min_turn')
 
 
+def _probabilities(values: np.ndarray) -> bool:
+    """Tell whether every value is finite and in [0, 1]."""
+    return bool(np.all(np.isfinite(values)) and values.min() >= 0.0 and values.max() <= 1.0)
+
+
 def sensor_angle(name: str) -> float:
     """Return the mounting yaw of a sensor (rad); unknown names guess from left/right."""
     pose = PROXIMITY_POSES.get(name)
     return float(pose[2]) if pose is not None else 0.66 * sensor_side(name)
 
 
-def free_distances(probabilities: np.ndarray, distances: np.ndarray,
-                   threshold: float) -> np.ndarray:
+def free_distances(probabilities: np.ndarray, distances: np.ndarray, threshold: float,
+                   confidence: np.ndarray | None = None,
+                   min_confidence: float = 0.0) -> np.ndarray:
     """
     Return per sensor the distance of its first cell with P ≥ ``threshold``.
 
-    Sensors with no such cell get the horizon plus one step: free as far as it can tell.
-    ``probabilities`` is (S, D) over increasing ``distances`` (D,).
+    With ``confidence`` (S, D), a cell whose confidence is below ``min_confidence`` counts
+    as such a cell whatever its P: unsure is not free. Sensors with no such cell get the
+    horizon plus one step: free as far as it can tell. ``probabilities`` is (S, D) over
+    increasing ``distances`` (D,).
     """
     likely = probabilities >= threshold
+    if confidence is not None and min_confidence > 0.0:
+        likely |= confidence < min_confidence
     step = float(distances[-1] - distances[-2]) if len(distances) > 1 else 0.01
     beyond = float(distances[-1]) + step
     first = np.argmax(likely, axis=1)
@@ -214,21 +237,18 @@ class Avoider:
         self._blind_counted = False  # the current blind episode is in stale_stops
 
     # ------------------------------------------------------------------ inputs
-    def set_prediction(self, stamp: float, probabilities: np.ndarray | Sequence[float]) -> bool:
+    def set_prediction(self, stamp: float, probabilities: np.ndarray | Sequence[float],
+                       confidence: np.ndarray | Sequence[float] | None = None) -> bool:
         """
         Take a prediction stamped ``stamp`` (s); return whether it was accepted.
 
-        ``probabilities`` is (S, D) or flat row-major S·D. Wrongly sized, non-finite or
-        out-of-range grids and non-finite stamps are refused and counted; a prediction
-        older than the newest accepted one is ignored (it arrived late: not an error).
+        ``probabilities`` is (S, D) or flat row-major S·D, ``confidence`` the same or
+        None/empty (the model has none). Wrongly sized, non-finite or out-of-range grids or
+        confidences and non-finite stamps are refused and counted; a prediction older than
+        the newest accepted one is ignored (it arrived late: not an error).
         """
-        try:
-            grid = np.asarray(probabilities, dtype=np.float64)
-            stamp = float(stamp)
-        except (TypeError, ValueError):
-            grid, stamp = np.empty(0), math.nan
-        if grid.size != self.shape[0] * self.shape[1] or not math.isfinite(stamp) or \
-                not np.all(np.isfinite(grid)) or grid.min() < 0.0 or grid.max() > 1.0:
+        grid, trust, stamp = self._checked(stamp, probabilities, confidence)
+        if grid is None:
             self.counters['bad_predictions'] += 1
             return False
         if self._prediction_stamp is not None and stamp < self._prediction_stamp and \
@@ -236,9 +256,30 @@ class Avoider:
             return False  # a late one; a jump back by more than a second is a new clock
         self.counters['predictions'] += 1
         self._prediction_stamp = stamp
-        self.free = free_distances(grid.reshape(self.shape), self.distances,
-                                   self.settings.probability_threshold)
+        threshold, careful = self.settings.probability_threshold, self.settings.min_confidence
+        self.free = free_distances(grid, self.distances, threshold, trust, careful)
+        if trust is not None and careful > 0.0 and \
+                np.any(self.free < free_distances(grid, self.distances, threshold)):
+            self.counters['unsure_predictions'] += 1
         return True
+
+    def _checked(self, stamp: Any, probabilities: Any, confidence: Any
+                 ) -> tuple[np.ndarray | None, np.ndarray | None, float]:
+        """Return the (S, D) grid, confidence (None if absent) and stamp; grid None if bad."""
+        try:
+            grid = np.asarray(probabilities, dtype=np.float64)
+            trust = np.asarray([] if confidence is None else confidence, dtype=np.float64)
+            stamp = float(stamp)
+        except (TypeError, ValueError):
+            return None, None, math.nan
+        cells = self.shape[0] * self.shape[1]
+        if grid.size != cells or not math.isfinite(stamp) or not _probabilities(grid):
+            return None, None, stamp
+        if trust.size == 0:
+            return grid.reshape(self.shape), None, stamp
+        if trust.size != cells or not _probabilities(trust):
+            return None, None, stamp
+        return grid.reshape(self.shape), trust.reshape(self.shape), stamp
 
     def prediction_age(self, now: float) -> float:
         """

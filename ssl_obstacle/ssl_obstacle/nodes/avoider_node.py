@@ -7,8 +7,9 @@ as one ``proximity/<name>`` ``Range`` per sensor or, with ``proximity_source: la
 the Thymio driver's ``proximity/laser`` scan, read per beam the way the labeler reads it.
 
 A prediction is driven on only when its grid is this node's grid (``sensor_names`` and
-``distances``); any other grid, a wrong size, NaN or probabilities outside [0, 1] are
-refused, counted by reason and logged (rate-limited): a grid over other sensors or
+``distances``); any other grid, a wrong size, NaN or probabilities outside [0, 1] (or such
+a ``confidence``; an empty one is a model without it) are refused, counted by reason and
+logged (rate-limited): a grid over other sensors or
 distances would be read as the wrong rays, and a broken one must never move the robot.
 Without a fresh prediction (``prediction_timeout``) the core stops the robot; so does the
 node when the proximity sensors go silent for ``sensor_timeout``, and on ``close()``.
@@ -63,6 +64,10 @@ AVOIDER_DESCRIPTIONS: dict[str, str] = {
     'cruise_speed': 'm/s: speed with a clear view ahead',
     'probability_threshold': 'P(obstacle) at which a cell counts as the first likely '
                              "obstacle along a sensor's ray (its free distance)",
+    'min_confidence': "a cell said free with a confidence (the prediction's confidence "
+                      'field) below this counts as a likely obstacle too: careful where the '
+                      'model cannot tell; 0 = off, and predictions without confidence are '
+                      'taken at their word',
     'front_half_angle': "rad: sensors within this angle of the robot's axis make up the front",
     'slow_distance': 'm: front free distance below which the speed limit starts to fall',
     'stop_distance': 'm: front free distance at which the speed limit reaches min_speed '
@@ -190,16 +195,28 @@ def grid_mismatch(msg: ObstaclePrediction, sensor_names: tuple[str, ...],
     return None
 
 
-def grid_fault(probabilities: np.ndarray, cells: int) -> tuple[str, str]:
-    """Name why the core refused a grid: wrong size, NaN/inf, or outside [0, 1]."""
-    if probabilities.size != cells:
-        return 'size', f'{probabilities.size} probabilities for a grid of {cells} cells'
-    if not np.all(np.isfinite(probabilities)):
-        return 'nan', f'{int(np.sum(~np.isfinite(probabilities)))} NaN or infinite cell(s)'
-    if probabilities.size and (probabilities.min() < 0.0 or probabilities.max() > 1.0):
-        return 'out_of_range', (f'probabilities from {probabilities.min():g} to '
-                                f'{probabilities.max():g}, outside [0, 1]')
+def grid_fault(probabilities: np.ndarray, cells: int,
+               confidence: np.ndarray | None = None) -> tuple[str, str]:
+    """Name why the core refused a grid: wrong size, NaN/inf, outside [0, 1], its confidence."""
+    fault = _values_fault(probabilities, cells, 'probabilities')
+    if fault is not None:
+        return fault
+    if confidence is not None and confidence.size:
+        fault = _values_fault(confidence, cells, 'confidences')
+        if fault is not None:
+            return f'confidence_{fault[0]}', fault[1]
     return 'stamp', 'its stamp is not a finite time'
+
+
+def _values_fault(values: np.ndarray, cells: int, what: str) -> tuple[str, str] | None:
+    if values.size != cells:
+        return 'size', f'{values.size} {what} for a grid of {cells} cells'
+    if not np.all(np.isfinite(values)):
+        return 'nan', f'{int(np.sum(~np.isfinite(values)))} NaN or infinite {what}'
+    if values.size and (values.min() < 0.0 or values.max() > 1.0):
+        return 'out_of_range', (f'{what} from {values.min():g} to {values.max():g}, '
+                                'outside [0, 1]')
+    return None
 
 
 def _short(values: np.ndarray) -> str:
@@ -320,12 +337,15 @@ class AvoiderNode(Node):
             self._refuse(*mismatch, hint="set sensor_names and distances to the learner's")
             return
         probabilities = np.asarray(msg.probabilities, dtype=np.float64)
+        confidence = np.asarray(msg.confidence, dtype=np.float64)
         bad_before = self.avoider.counters['bad_predictions']
-        if self.avoider.set_prediction(stamp_seconds(msg.header.stamp), probabilities):
+        if self.avoider.set_prediction(stamp_seconds(msg.header.stamp), probabilities,
+                                       confidence):
             self._model_updates = int(msg.model_updates)
         elif self.avoider.counters['bad_predictions'] > bad_before:
             self._refuse(*grid_fault(probabilities, self.avoider.shape[0] *
-                                     self.avoider.shape[1]), hint='the learner is broken?')
+                                     self.avoider.shape[1], confidence),
+                         hint='the learner is broken?')
         else:
             self.counters['late_predictions'] += 1  # older than the newest: not an error
 
