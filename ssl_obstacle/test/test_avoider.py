@@ -295,6 +295,9 @@ def test_a_prediction_without_confidence_is_taken_at_its_word_a_broken_one_refus
     for empty in (None, [], np.empty(0)):
         assert careful.set_prediction(0.0, grid(), empty)
         assert careful.free.min() > 0.3
+    trusting = Avoider()  # does not read the confidence: a broken one cannot stop it
     for bad in (np.full(5 * 31 - 1, 0.5), np.full((5, 31), np.nan), np.full((5, 31), 1.2)):
         assert not careful.set_prediction(0.1, grid(), bad)
+        assert trusting.set_prediction(0.1, grid(), bad)
     assert careful.counters['bad_predictions'] == 3 and careful.counters['predictions'] == 3
+    assert trusting.counters['bad_predictions'] == 0

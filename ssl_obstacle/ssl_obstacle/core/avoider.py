@@ -45,9 +45,10 @@ limit that falls smoothly from ``cruise_speed`` at ``slow_distance`` to ``min_sp
 - ``blind``: no valid prediction within ``prediction_timeout`` of now (none yet, stale,
   or stamped that far ahead): decelerate to a stop at ``stop_deceleration`` and wait
   (counted once per episode as ``stale_stops``, the start's wait included). The reflex
-  does not fire while blind: the robot is stopping there anyway. A grid (or confidence) of
-  the wrong size or with NaN is refused (``bad_predictions``) and so never drives the
-  robot: it cannot become "the newest prediction".
+  does not fire while blind: the robot is stopping there anyway. A grid (or, with
+  ``min_confidence``, its confidence) of the wrong size or with NaN is refused
+  (``bad_predictions``) and so never drives the robot: it cannot become "the newest
+  prediction".
 
 ``unsure_predictions`` counts the predictions whose free distances ``min_confidence``
 shortened.
@@ -243,10 +244,14 @@ class Avoider:
         Take a prediction stamped ``stamp`` (s); return whether it was accepted.
 
         ``probabilities`` is (S, D) or flat row-major S·D, ``confidence`` the same or
-        None/empty (the model has none). Wrongly sized, non-finite or out-of-range grids or
-        confidences and non-finite stamps are refused and counted; a prediction older than
-        the newest accepted one is ignored (it arrived late: not an error).
+        None/empty (the model has none); it is read only with ``min_confidence`` > 0, so a
+        broken one cannot stop a robot that does not use it. Wrongly sized, non-finite or
+        out-of-range grids (or confidences, when read) and non-finite stamps are refused
+        and counted; a prediction older than the newest accepted one is ignored (it arrived
+        late: not an error).
         """
+        if self.settings.min_confidence <= 0.0:
+            confidence = None
         grid, trust, stamp = self._checked(stamp, probabilities, confidence)
         if grid is None:
             self.counters['bad_predictions'] += 1
@@ -258,7 +263,7 @@ class Avoider:
         self._prediction_stamp = stamp
         threshold, careful = self.settings.probability_threshold, self.settings.min_confidence
         self.free = free_distances(grid, self.distances, threshold, trust, careful)
-        if trust is not None and careful > 0.0 and \
+        if trust is not None and \
                 np.any(self.free < free_distances(grid, self.distances, threshold)):
             self.counters['unsure_predictions'] += 1
         return True

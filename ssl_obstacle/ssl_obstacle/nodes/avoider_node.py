@@ -7,9 +7,9 @@ as one ``proximity/<name>`` ``Range`` per sensor or, with ``proximity_source: la
 the Thymio driver's ``proximity/laser`` scan, read per beam the way the labeler reads it.
 
 A prediction is driven on only when its grid is this node's grid (``sensor_names`` and
-``distances``); any other grid, a wrong size, NaN or probabilities outside [0, 1] (or such
-a ``confidence``; an empty one is a model without it) are refused, counted by reason and
-logged (rate-limited): a grid over other sensors or
+``distances``); any other grid, a wrong size, NaN or probabilities outside [0, 1] (or, with
+``min_confidence`` > 0, such a ``confidence``; an empty one is a model without it) are
+refused, counted by reason and logged (rate-limited): a grid over other sensors or
 distances would be read as the wrong rays, and a broken one must never move the robot.
 Without a fresh prediction (``prediction_timeout``) the core stops the robot; so does the
 node when the proximity sensors go silent for ``sensor_timeout``, and on ``close()``.
