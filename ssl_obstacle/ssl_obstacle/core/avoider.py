@@ -62,6 +62,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from .confidence import checked_confidence
 from .params import DEFAULT_DISTANCES
 from .thymio import nearest_reading, PROXIMITY_POSES, SENSOR_NAMES, sensor_side
 
@@ -164,11 +165,6 @@ class AvoiderSettings:
             raise ValueError('reflex_max_turn must be at least reflex_min_turn')
 
 
-def _probabilities(values: np.ndarray) -> bool:
-    """Tell whether every value is finite and in [0, 1]."""
-    return bool(np.all(np.isfinite(values)) and values.min() >= 0.0 and values.max() <= 1.0)
-
-
 def sensor_angle(name: str) -> float:
     """Return the mounting yaw of a sensor (rad); unknown names guess from left/right."""
     pose = PROXIMITY_POSES.get(name)
@@ -250,9 +246,8 @@ class Avoider:
         and counted; a prediction older than the newest accepted one is ignored (it arrived
         late: not an error).
         """
-        if self.settings.min_confidence <= 0.0:
-            confidence = None
-        grid, trust, stamp = self._checked(stamp, probabilities, confidence)
+        grid, trust, stamp = self._checked(stamp, probabilities,
+                                           confidence if self.uses_confidence else None)
         if grid is None:
             self.counters['bad_predictions'] += 1
             return False
@@ -268,23 +263,24 @@ class Avoider:
             self.counters['unsure_predictions'] += 1
         return True
 
+    @property
+    def uses_confidence(self) -> bool:
+        """Whether predictions' confidences are read (``min_confidence`` > 0)."""
+        return self.settings.min_confidence > 0.0
+
     def _checked(self, stamp: Any, probabilities: Any, confidence: Any
                  ) -> tuple[np.ndarray | None, np.ndarray | None, float]:
         """Return the (S, D) grid, confidence (None if absent) and stamp; grid None if bad."""
         try:
             grid = np.asarray(probabilities, dtype=np.float64)
-            trust = np.asarray([] if confidence is None else confidence, dtype=np.float64)
             stamp = float(stamp)
+            trust = checked_confidence(confidence, self.shape)
         except (TypeError, ValueError):
             return None, None, math.nan
-        cells = self.shape[0] * self.shape[1]
-        if grid.size != cells or not math.isfinite(stamp) or not _probabilities(grid):
+        if grid.size != self.shape[0] * self.shape[1] or not math.isfinite(stamp) or \
+                not np.all(np.isfinite(grid)) or grid.min() < 0.0 or grid.max() > 1.0:
             return None, None, stamp
-        if trust.size == 0:
-            return grid.reshape(self.shape), None, stamp
-        if trust.size != cells or not _probabilities(trust):
-            return None, None, stamp
-        return grid.reshape(self.shape), trust.reshape(self.shape), stamp
+        return grid.reshape(self.shape), trust, stamp
 
     def prediction_age(self, now: float) -> float:
         """

@@ -343,8 +343,9 @@ class AvoiderNode(Node):
                                        confidence):
             self._model_updates = int(msg.model_updates)
         elif self.avoider.counters['bad_predictions'] > bad_before:
+            read = confidence if self.avoider.uses_confidence else None
             self._refuse(*grid_fault(probabilities, self.avoider.shape[0] *
-                                     self.avoider.shape[1], confidence),
+                                     self.avoider.shape[1], read),
                          hint='the learner is broken?')
         else:
             self.counters['late_predictions'] += 1  # older than the newest: not an error
