@@ -55,6 +55,9 @@ VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     'positive 0.3': {'settings': {'positive_sample_fraction': 0.3}},
     'lr 2e-3': {'settings': {'learning_rate': 2e-3}},
     'average 0.95': {'settings': {'average_decay': 0.95}},
+    'hue shuffle 0.3': {'augmentation': {'channel_shuffle': 0.3}},
+    'colour gain 0.3': {'augmentation': {'channel_gain': 0.3}},
+    'four blocks': {'config': {'filters': (16, 16, 16, 16)}},
 }
 
 
@@ -152,6 +155,9 @@ def replay(task: dict[str, Any]) -> dict[str, Any]:
                                  **overrides.get('config', {}))
     settings = dataclasses.replace(TrainerSettings(seed=task['seed']),
                                    **overrides.get('settings', {}))
+    if 'augmentation' in overrides:
+        settings = dataclasses.replace(settings, augmentation=dataclasses.replace(
+            settings.augmentation, **overrides['augmentation']))
     completion = BlockedCompletion(params.sensor_names, params.distances)
     trainer = OnlineTrainer(config, settings, label_completion=completion)
     rate, every = task['updates_per_second'], task['publish_every']

@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 from ssl_obstacle.core.checkpoint import build_model, load_checkpoint
 from ssl_obstacle.core.metrics import auc_by_distance, roc_auc
-from ssl_obstacle.core.model import ModelConfig, ObstacleNet, predict_probabilities
+from ssl_obstacle.core import trainer as trainer_module
+from ssl_obstacle.core.model import Augmentation, DEFAULT_AUGMENTATION, ModelConfig, \
+    ObstacleNet, predict_probabilities
 from ssl_obstacle.core.prequential import PrequentialWindow
 from ssl_obstacle.core.trainer import check_labels, fresh_model, OnlineTrainer, \
     PublishedWeights, TrainerSettings
@@ -550,6 +552,22 @@ def test_a_checkpoint_keeps_both_the_trained_and_the_averaged_weights(tmp_path):
         torch.testing.assert_close(torch.from_numpy(after[key]),
                                    before[key] + (state[key] - before[key]) * (1 - 7 / 16),
                                    rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize('augmentation', [None, Augmentation(channel_shuffle=0.3)])
+def test_a_training_step_perturbs_its_batch_as_the_settings_say(monkeypatch, augmentation):
+    seen, real_augment = [], trainer_module.augment
+
+    def spy(images, labels, rng, how):
+        seen.append(how)
+        return real_augment(images, labels, rng, how)
+
+    monkeypatch.setattr(trainer_module, 'augment', spy)
+    chosen = {} if augmentation is None else {'augmentation': augmentation}
+    trainer = OnlineTrainer(CONFIG, settings(**chosen))
+    fill(trainer, 16)
+    trainer.train_steps(2)
+    assert seen == [augmentation or DEFAULT_AUGMENTATION] * 2
 
 
 @pytest.mark.parametrize('fraction', [0.0, 0.8])

@@ -36,8 +36,8 @@ from torch.optim.swa_utils import AveragedModel
 from .calibration import fit_platt, fit_temperature, PlattScaling, TEMPERATURE_SHRINK
 from .checkpoint import load_checkpoint, save_checkpoint
 from .confidence import cell_confidence, checked_confidence
-from .model import augment, masked_bce_loss, ModelConfig, ObstacleNet, predict_probabilities, \
-    preprocess
+from .model import augment, Augmentation, DEFAULT_AUGMENTATION, masked_bce_loss, ModelConfig, \
+    ObstacleNet, predict_probabilities, preprocess
 from .prequential import PrequentialWindow
 from .replay_buffer import ReplayBuffer
 
@@ -65,6 +65,8 @@ class TrainerSettings:
     device: str = 'cpu'
     seed: int = 0
     augment: bool = True
+    #: How :func:`~.model.augment` perturbs each batch (when ``augment``).
+    augmentation: Augmentation = DEFAULT_AUGMENTATION
     auc_window: int = 2000
     #: Train in the channels-last memory layout: the convolutions of this small network run
     #: about twice as fast on a CPU in it.
@@ -301,7 +303,7 @@ class OnlineTrainer:
         settings = self.settings
         images, labels, _ = self.buffer.sample(settings.batch_size, self._rng)
         if settings.augment:
-            images, labels = augment(images, labels, self._rng)
+            images, labels = augment(images, labels, self._rng, settings.augmentation)
         if settings.label_smoothing > 0.0:
             labels = labels * (1.0 - settings.label_smoothing) + 0.5 * settings.label_smoothing
         inputs = preprocess(images).to(self.device)
