@@ -49,6 +49,10 @@ def test_demo_runs_end_to_end_and_writes_every_file(tmp_path):
     curve = report['learning_curve']
     assert len(curve) >= 3 and curve[-1]['sim_seconds'] > 55
     assert curve[-1]['labeled_frames'] > 200 and curve[-1]['updates'] > 0
+    # The curve is scored on the final evaluation's frames: one yardstick for 3 and 10 minutes.
+    assert all(point['heldout_frames'] == report['frames'] for point in curve)
+    scored = [point for point in curve if point['heldout_auc'] is not None]
+    assert scored and all(0.0 <= point['heldout_ece'] <= 1.0 for point in scored)
     assert report['training']['collisions'] == 0
     # The training world's look was re-drawn every 5 simulated seconds, and simulated time
     # waited for the learner: about 3 updates per simulated second once it could train.

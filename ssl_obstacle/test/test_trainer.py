@@ -10,9 +10,9 @@ path, only sized down.
 
 import numpy as np
 import pytest
+from ssl_obstacle.core import trainer as trainer_module
 from ssl_obstacle.core.checkpoint import build_model, load_checkpoint
 from ssl_obstacle.core.metrics import auc_by_distance, roc_auc
-from ssl_obstacle.core import trainer as trainer_module
 from ssl_obstacle.core.model import Augmentation, DEFAULT_AUGMENTATION, ModelConfig, \
     ObstacleNet, predict_probabilities
 from ssl_obstacle.core.prequential import PrequentialWindow

@@ -6,10 +6,10 @@ DDS (each with its own executor thread, in this process, on this run's own domai
 trainer runs in a child process of its own, as ``ros2 launch`` and ``ssl-obstacle up`` run
 it, so that training never holds the interpreter the other nodes need. Simulated time runs
 as fast as the CPU allows. A status line shows simulated time, labeled frames,
-training updates and the running (prequential) AUC. Every few simulated seconds the
-current model is also scored on frames of a world it never drives in, which gives the
-held-out learning curve. At the end a fresh run in an unseen layout and seed is scored
-against the simulator's exact labels on every cell, and the run folder gets the report,
+training updates and the running (prequential) AUC. Before it starts, a run in an
+unseen layout and seed is recorded with the simulator's exact labels on every cell; every
+tenth of the run the current model is scored on it (the held-out learning curve), and at
+the end the final model is, and the run folder gets the report,
 plots, the final checkpoint and a log. Last, the learned model drives that held-out world
 (:mod:`ssl_obstacle.commands.drive`), then the explorer does, from the same start: near-hits per
 metre, speed and collisions side by side.
@@ -35,6 +35,7 @@ from typing import Any, Callable
 import numpy as np
 import yaml
 
+from ..core.calibration import expected_calibration_error
 from ..core.explorer import Explorer
 from ..core.metrics import auc_grid, auc_mean
 from ..core.params import LabelParams
@@ -179,10 +180,11 @@ class Demo:
         from ..nodes.runtime import start_executors, stop_executors
 
         args = self.args
-        LOG.info('preparing the held-out curve set (%s, seed %d)', args.heldout_world,
-                 args.seed + 1000)
-        curve_images, curve_labels = heldout_frames(args.heldout_world, args.seed + 1001, 30.0,
-                                                    every=3)
+        LOG.info('preparing the held-out frames (%s, seed %d, %.1f simulated minutes)',
+                 args.heldout_world, args.seed + 1000, args.heldout_minutes)
+        self.heldout = heldout_frames(args.heldout_world, args.seed + 1000,
+                                      60.0 * args.heldout_minutes)
+        curve_images, curve_labels = self.heldout
         context = Context()
         rclpy.init(context=context, args=['ssl-obstacle'])
         trainer = self._start_trainer()
@@ -410,12 +412,22 @@ class Demo:
 
     def _curve_point(self, sim_seconds: float, status: Any, predictor: Any,
                      images: np.ndarray, labels: np.ndarray) -> None:
-        """Score the model a robot predicts with now (its predictor's) on the curve set."""
+        """
+        Score the model a robot predicts with now (its predictor's) on the held-out frames.
+
+        The very frames of the final evaluation, so that the figure after 3 minutes and the
+        one after 10 are read on one yardstick: a 150-frame curve set of its own read the end
+        of training 0.11 lower to 0.05 higher than the final evaluation (24 demos).
+        """
         model = predictor.model
-        heldout = auc_mean(auc_grid(model.predict(images), labels)) if model is not None \
-            else math.nan
+        heldout, ece = math.nan, math.nan
+        if model is not None:
+            probabilities = model.predict(images)
+            heldout = auc_mean(auc_grid(probabilities, labels))
+            ece = float(expected_calibration_error(probabilities, labels))
         self.curve.append({'sim_seconds': sim_seconds, 'running_auc': float(status.auc),
-                           'heldout_auc': heldout, 'updates': int(status.updates),
+                           'heldout_auc': heldout, 'heldout_ece': ece,
+                           'heldout_frames': len(images), 'updates': int(status.updates),
                            'labeled_frames': int(status.labeled_frames),
                            'model_updates': predictor.model_updates})
 
@@ -429,9 +441,7 @@ class Demo:
         args = self.args
         LOG.info('held-out evaluation: %s, seed %d, %.1f simulated minutes',
                  args.heldout_world, args.seed + 1000, args.heldout_minutes)
-        images, labels = heldout_frames(args.heldout_world, args.seed + 1000,
-                                        60.0 * args.heldout_minutes)
-        self.heldout = (images, labels)
+        images, labels = self.heldout
         probabilities = self.model.predict(images)
         params = LabelParams()
         report = build_report(probabilities, labels, params.sensor_names, params.distances,
