@@ -13,7 +13,7 @@ of the load, the wall time is not.
 
 Run: scripts/with_env.sh python benchmarks/bench_demo_seeds.py [--seeds 0 1 2 3 4]
      [--minutes 10] [--checkout . --checkout /tmp/old] [--robots 1] [--out runs/seeds]
-     [--variant 'lr 2e-3:learning_rate=0.002']
+     [--variant 'lr 1e-3:learning_rate=0.001']
 """
 
 from __future__ import annotations

@@ -53,9 +53,10 @@ VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     'no smoothing': {'settings': {'label_smoothing': 0.0}},
     "paper's filters": {'config': {'filters': (10, 10, 8)}},
     'positive 0.3': {'settings': {'positive_sample_fraction': 0.3}},
-    'lr 2e-3': {'settings': {'learning_rate': 2e-3}},
+    'lr 1e-3': {'settings': {'learning_rate': 1e-3}},
     'average 0.95': {'settings': {'average_decay': 0.95}},
     'hue shuffle 0.3': {'augmentation': {'channel_shuffle': 0.3}},
+    'hue shuffle 0.5': {'augmentation': {'channel_shuffle': 0.5}},
     'colour gain 0.3': {'augmentation': {'channel_gain': 0.3}},
     'four blocks': {'config': {'filters': (16, 16, 16, 16)}},
 }

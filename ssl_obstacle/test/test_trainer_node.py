@@ -17,6 +17,7 @@ from ros_harness import ros_context, spinning, wait_for, wait_for_subscribers
 from sensor_msgs.msg import Image
 from ssl_obstacle.core.checkpoint import build_model, load_checkpoint
 from ssl_obstacle.core.labeler import LabeledResult
+from ssl_obstacle.core.model import DEFAULT_AUGMENTATION
 from ssl_obstacle.core.model_config import state_shapes
 from ssl_obstacle.core.params import LabelParams
 from ssl_obstacle.io.labeled_frames import KINDS
@@ -384,6 +385,20 @@ def test_an_unknown_model_encoding_is_refused_at_start():
     with ros_context() as context, pytest.raises(ValueError, match='model_encoding'):
         TrainerNode(context=context, parameter_overrides=trainer_parameters(
             model_encoding='bfloat16'))
+
+
+def test_the_hue_shuffle_parameter_sets_the_augmentation_and_a_bad_one_is_refused():
+    with ros_context() as context:
+        node = TrainerNode(context=context, parameter_overrides=trainer_parameters(
+            hue_shuffle=0.4))
+        try:
+            assert node.trainer.settings.augmentation.channel_shuffle == 0.4
+            assert node.trainer.settings.augmentation.gain == DEFAULT_AUGMENTATION.gain
+        finally:
+            stop(node)
+        with pytest.raises(ValueError, match='channel_shuffle'):
+            TrainerNode(context=context, parameter_overrides=trainer_parameters(
+                hue_shuffle=1.5))
 
 
 def test_a_robot_listed_twice_or_an_empty_robot_is_refused_at_start():

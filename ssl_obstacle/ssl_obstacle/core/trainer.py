@@ -58,7 +58,7 @@ class TrainerSettings:
     a handful of frames repeated.
     """
 
-    learning_rate: float = 1e-3
+    learning_rate: float = 2e-3
     batch_size: int = 64
     buffer_size: int = 20000
     min_buffer: int = 64

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import array
 from collections import deque
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 import math
@@ -37,7 +38,7 @@ from .qos import LABELED_FRAMES_QOS, MODEL_QOS
 from .rate_limited_log import RateLimitedLog
 from .runtime import declare_parameters, run_nodes, wall_timer
 from ..core.implied_labels import BlockedCompletion
-from ..core.model import ModelConfig
+from ..core.model import DEFAULT_AUGMENTATION, ModelConfig
 from ..core.params import LabelParams
 from ..core.trainer import OnlineTrainer, TrainerSettings, TrainerStatus
 from ..io.conversions import BadInput, DEFAULT_MAX_IMAGE_PIXELS
@@ -66,7 +67,7 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     'image_height': (64, 'pixels: model input height'),
     'filters': (list(TRAINER_FILTERS), 'output channels of each 3x3 convolution block (the '
                                        "paper's: 10, 10, 8)"),
-    'learning_rate': (1e-3, 'Adam learning rate'),
+    'learning_rate': (2e-3, 'Adam learning rate'),
     'batch_size': (64, 'frames per training step'),
     'max_updates_per_second': (20.0, 'cap on training steps per second (0 = none)'),
     'buffer_size': (20000, 'replay buffer capacity (frames, about 15 kB each)'),
@@ -104,6 +105,10 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     'label_smoothing': (TrainerSettings.label_smoothing,
                         'train on y (1 - e) + e / 2 for a known label y: less overconfident '
                         'in a room never seen (docs/learning_quality.md); 0 = the labels'),
+    'hue_shuffle': (DEFAULT_AUGMENTATION.channel_shuffle,
+                    'probability that a training frame has its rgb channels permuted: a '
+                    'hue change that keeps every shape, against a model that learns the '
+                    "room's colours (docs/learning_quality.md); 0 = never"),
     'labeled_queue_size': (2000, 'labeled frames waiting for the worker (about 16 kB each); '
                                  'beyond it the newest are dropped and counted'),
     'max_image_pixels': (DEFAULT_MAX_IMAGE_PIXELS, 'labeled frames declaring larger images '
@@ -219,7 +224,9 @@ class TrainerNode(Node):
             even_exposure=bool(values['even_exposure']),
             calibration=str(values['calibration']),
             calibration_frames=int(values['calibration_frames']),
-            label_smoothing=float(values['label_smoothing']))
+            label_smoothing=float(values['label_smoothing']),
+            augmentation=dataclasses.replace(
+                DEFAULT_AUGMENTATION, channel_shuffle=float(values['hue_shuffle'])))
 
     def _completion(self, enabled: bool) -> Callable[[Any], Any] | None:
         if not enabled:
